@@ -1,0 +1,285 @@
+//! Settings: the typed configuration of CONTRACT §7 (keys, types, defaults).
+//! Loading and layering (default.yaml → $COMPOSER_ENV.yaml → env `A__B__C`) and
+//! validation live in `load` and `validate`; this file is only the shape.
+//! Keys added beyond the existing composer are optional and marked "ours".
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::platform::PlatformKind;
+use crate::secret::Secret;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub manager: Manager,
+    pub opencti: PlatformSettings,
+    pub openaev: PlatformSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let opencti = PlatformSettings {
+            enable: true,
+            ..PlatformSettings::default()
+        };
+        Settings {
+            manager: Manager::default(),
+            opencti,
+            openaev: PlatformSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// The section of one platform.
+    pub fn platform(&self, kind: PlatformKind) -> &PlatformSettings {
+        match kind {
+            PlatformKind::OpenCti => &self.opencti,
+            PlatformKind::OpenAev => &self.openaev,
+        }
+    }
+
+    /// Registry settings for a platform: its own section, else `opencti`'s (§5.6).
+    pub fn registry(&self, kind: PlatformKind) -> Option<&Registry> {
+        self.platform(kind)
+            .daemon
+            .registry
+            .as_ref()
+            .or(self.opencti.daemon.registry.as_ref())
+    }
+
+    /// Docker host options for a platform: its own section, else `opencti`'s (§6.1).
+    pub fn docker_options(&self, kind: PlatformKind) -> Option<&DockerOptions> {
+        self.platform(kind)
+            .daemon
+            .docker
+            .as_ref()
+            .or(self.opencti.daemon.docker.as_ref())
+    }
+}
+
+/// `manager.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Manager {
+    pub id: String,
+    pub name: String,
+    /// Reconcile period, seconds.
+    pub execute_schedule: u64,
+    /// Ping period and version-retry period, seconds.
+    pub ping_alive_schedule: u64,
+    /// Inline PKCS#8 PEM.
+    pub credentials_key: Option<Secret>,
+    /// PEM file; wins over `credentials_key`.
+    pub credentials_key_filepath: Option<String>,
+    pub logger: Logger,
+    pub debug: DebugSettings,
+    /// Ours: at most this many connectors are worked on at once in a cycle.
+    pub max_parallel: usize,
+    /// Ours: optional prefix for workload names (§5.1, §11). Default none.
+    pub name_prefix: Option<String>,
+}
+
+impl Default for Manager {
+    fn default() -> Self {
+        Manager {
+            id: "default-manager-id".into(),
+            name: "Filigran connector manager".into(),
+            execute_schedule: 10,
+            ping_alive_schedule: 60,
+            credentials_key: None,
+            credentials_key_filepath: None,
+            logger: Logger::default(),
+            debug: DebugSettings::default(),
+            max_parallel: 4,
+            name_prefix: None,
+        }
+    }
+}
+
+/// `manager.logger.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Logger {
+    pub level: String,
+    /// `json` or `pretty`.
+    pub format: String,
+    /// File logging on/off (accepted for compatibility; see README).
+    pub directory: bool,
+    /// Console logging on/off.
+    pub console: bool,
+}
+
+impl Default for Logger {
+    fn default() -> Self {
+        Logger {
+            level: "info".into(),
+            format: "json".into(),
+            directory: true,
+            console: true,
+        }
+    }
+}
+
+/// `manager.debug.*`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct DebugSettings {
+    pub show_env_vars: bool,
+    pub show_sensitive_env_vars: bool,
+}
+
+/// `opencti.*` / `openaev.*`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PlatformSettings {
+    pub enable: bool,
+    pub url: String,
+    /// Ours (D24): the URL injected into connectors when they reach the platform
+    /// by another address than the composer does. Default: `url`.
+    pub connector_url: Option<String>,
+    pub token: Secret,
+    pub unsecured_certificate: bool,
+    /// Ours (D18): a PEM CA bundle to trust for the platform URL.
+    pub ca_file: Option<String>,
+    pub with_proxy: bool,
+    pub http_proxy: Option<Secret>,
+    pub https_proxy: Option<Secret>,
+    pub no_proxy: Option<String>,
+    /// File paths or inline PEM entries.
+    pub https_proxy_ca: Vec<String>,
+    pub https_proxy_reject_unauthorized: bool,
+    /// Log shipping period per connector, seconds.
+    pub logs_schedule: u64,
+    pub request_timeout: u64,
+    pub connect_timeout: u64,
+    /// Ours, OpenAEV only: selects `/api/tenants/{id}/xtm-composer/...` paths.
+    pub tenant_id: Option<String>,
+    pub daemon: Daemon,
+}
+
+impl Default for PlatformSettings {
+    fn default() -> Self {
+        PlatformSettings {
+            enable: false,
+            url: "http://host.docker.internal:4000".into(),
+            connector_url: None,
+            token: Secret::new("ChangeMe"),
+            unsecured_certificate: false,
+            ca_file: None,
+            with_proxy: false,
+            http_proxy: None,
+            https_proxy: None,
+            no_proxy: None,
+            https_proxy_ca: Vec::new(),
+            https_proxy_reject_unauthorized: true,
+            logs_schedule: 10,
+            request_timeout: 30,
+            connect_timeout: 10,
+            tenant_id: None,
+            daemon: Daemon::default(),
+        }
+    }
+}
+
+/// Which orchestrator runs a platform's connectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Selector {
+    Docker,
+    Portainer,
+    #[default]
+    Kubernetes,
+    Swarm,
+}
+
+/// `{p}.daemon.*`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Daemon {
+    pub selector: Selector,
+    pub registry: Option<Registry>,
+    pub kubernetes: Option<KubernetesSettings>,
+    pub portainer: Option<PortainerSettings>,
+    pub docker: Option<DockerOptions>,
+    pub swarm: Option<serde_json::Value>,
+}
+
+/// `{p}.daemon.registry.*`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct Registry {
+    pub server: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub email: Option<String>,
+}
+
+/// `{p}.daemon.kubernetes.*`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct KubernetesSettings {
+    pub image_pull_policy: Option<String>,
+    pub base_deployment: Option<serde_json::Value>,
+    pub base_deployment_json: Option<String>,
+    pub image_resources: Option<serde_json::Value>,
+    /// Ours: overrides the kubeconfig / in-cluster namespace.
+    pub namespace: Option<String>,
+}
+
+/// `{p}.daemon.portainer.*`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct PortainerSettings {
+    pub api: Option<String>,
+    pub api_key: Option<Secret>,
+    pub env_id: Option<String>,
+    pub env_type: Option<String>,
+    pub api_version: Option<String>,
+    pub stack: Option<String>,
+    pub network_mode: Option<String>,
+}
+
+/// One `ulimits` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Ulimit {
+    pub name: Option<String>,
+    pub soft: Option<i64>,
+    pub hard: Option<i64>,
+}
+
+/// `{p}.daemon.docker.*`: HostConfig options (§6.1) plus ours.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default)]
+pub struct DockerOptions {
+    pub network_mode: Option<String>,
+    pub extra_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub privileged: Option<bool>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub security_opt: Vec<String>,
+    pub userns_mode: Option<String>,
+    pub pid_mode: Option<String>,
+    pub ipc_mode: Option<String>,
+    pub uts_mode: Option<String>,
+    pub runtime: Option<String>,
+    pub shm_size: Option<i64>,
+    pub sysctls: BTreeMap<String, String>,
+    pub ulimits: Vec<Ulimit>,
+    /// Ours: memory limit in bytes.
+    pub memory: Option<i64>,
+    /// Ours: CPU limit in nano-CPUs.
+    pub nano_cpus: Option<i64>,
+    /// Ours: `always` | `if-not-present` | `never`.
+    pub pull_policy: Option<String>,
+    /// Ours: `no` | `on-failure[:N]` | `unless-stopped` | `always`.
+    pub restart_policy: Option<String>,
+    /// Ours: engine address (`unix:///path` or `tcp://host:port`); default
+    /// `DOCKER_HOST`, else `unix:///var/run/docker.sock`.
+    pub host: Option<String>,
+}

@@ -1,0 +1,14 @@
+//! XTM Composer: runs the connectors of OpenCTI and the collectors and injectors
+//! of OpenAEV as containers, and keeps them aligned with what each platform asks.
+//! `main.rs` is the CLI; this crate root only wires the modules together.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod config;
+pub mod orchestrator;
+pub mod platform;
+pub mod secret;
+pub mod time;
