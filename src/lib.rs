@@ -12,3 +12,5 @@ pub mod orchestrator;
 pub mod platform;
 pub mod secret;
 pub mod time;
+pub mod names;
+pub mod reconcile;
