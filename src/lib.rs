@@ -8,9 +8,13 @@
 )]
 
 pub mod config;
+pub mod engine;
+pub mod env;
+pub mod logs;
+pub mod names;
 pub mod orchestrator;
 pub mod platform;
-pub mod secret;
-pub mod time;
-pub mod names;
 pub mod reconcile;
+pub mod secret;
+pub mod signals;
+pub mod time;
