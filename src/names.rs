@@ -13,7 +13,13 @@ pub fn workload_name(prefix: Option<&str>, connector_name: &str) -> Option<Strin
     let full = format!("{}{}", prefix.unwrap_or(""), connector_name);
     let mapped: String = full
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     let trimmed = mapped.trim_matches('-');
     let cut = &trimmed[..trimmed.len().min(MAX_NAME)];
@@ -28,25 +34,41 @@ mod tests {
     /// The existing composer's rule, for comparison: Unicode alphanumerics kept,
     /// everything else `-`, lowercased.
     fn existing_rule(name: &str) -> String {
-        name.chars().map(|c| if c.is_alphanumeric() { c } else { '-' }).collect::<String>().to_lowercase()
+        name.chars()
+            .map(|c| if c.is_alphanumeric() { c } else { '-' })
+            .collect::<String>()
+            .to_lowercase()
     }
 
     #[test]
     fn names_the_existing_composer_made_valid_are_unchanged() {
-        for n in ["AlienVault OTX", "MITRE ATT&CK", "abuse.ch URLhaus", "CVE", "ipinfo-2", "X_Force 1"] {
+        for n in [
+            "AlienVault OTX",
+            "MITRE ATT&CK",
+            "abuse.ch URLhaus",
+            "CVE",
+            "ipinfo-2",
+            "X_Force 1",
+        ] {
             let ours = workload_name(None, n).unwrap();
             let theirs = existing_rule(n);
             if !theirs.starts_with('-') && !theirs.ends_with('-') && theirs.len() <= 63 {
                 assert_eq!(ours, theirs, "{n}");
             }
         }
-        assert_eq!(workload_name(None, "AlienVault OTX").unwrap(), "alienvault-otx");
+        assert_eq!(
+            workload_name(None, "AlienVault OTX").unwrap(),
+            "alienvault-otx"
+        );
         assert_eq!(workload_name(None, "MITRE ATT&CK").unwrap(), "mitre-att-ck");
     }
 
     #[test]
     fn d15_non_ascii_is_replaced_and_ends_are_trimmed() {
-        assert_eq!(workload_name(None, "Café  Connector!").unwrap(), "caf---connector");
+        assert_eq!(
+            workload_name(None, "Café  Connector!").unwrap(),
+            "caf---connector"
+        );
         assert_eq!(workload_name(None, "--[Feed]--").unwrap(), "feed");
         assert_eq!(workload_name(None, "!!!"), None);
         assert_eq!(workload_name(None, "日本"), None);

@@ -77,14 +77,41 @@ pub enum RemoveReason {
 /// once they succeed (`None` when the platform already shows it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Deploy { spec: Spec, report: Option<Status> },
-    Refresh { spec: Spec, report: Option<Status> },
-    Start { id: String, name: String, report: Option<Status> },
-    Stop { id: String, name: String, report: Option<Status> },
-    Remove { name: String, id: String, why: RemoveReason },
-    Report { id: String, status: Status },
-    Health { id: String, health: Health },
-    ShipLogs { id: String, name: String },
+    Deploy {
+        spec: Spec,
+        report: Option<Status>,
+    },
+    Refresh {
+        spec: Spec,
+        report: Option<Status>,
+    },
+    Start {
+        id: String,
+        name: String,
+        report: Option<Status>,
+    },
+    Stop {
+        id: String,
+        name: String,
+        report: Option<Status>,
+    },
+    Remove {
+        name: String,
+        id: String,
+        why: RemoveReason,
+    },
+    Report {
+        id: String,
+        status: Status,
+    },
+    Health {
+        id: String,
+        health: Health,
+    },
+    ShipLogs {
+        id: String,
+        name: String,
+    },
 }
 
 impl Action {
@@ -129,7 +156,11 @@ pub struct Plan {
 
 impl Plan {
     fn note(&mut self, level: Level, connector: Option<&str>, text: String) {
-        self.notes.push(Note { level, connector: connector.map(str::to_string), text });
+        self.notes.push(Note {
+            level,
+            connector: connector.map(str::to_string),
+            text,
+        });
     }
 }
 
@@ -174,9 +205,15 @@ pub fn expected_name(prefix: Option<&str>, c: &Connector) -> String {
 
 /// Plans one cycle. See the module doc; each rule is a test below.
 pub fn plan(input: &Input, memory: &Memory, now: SystemTime) -> Plan {
-    let mut plan = Plan { memory: memory.clone(), ..Plan::default() };
-    let by_name: HashMap<&str, &Workload> =
-        input.workloads.iter().map(|w| (w.name.as_str(), w)).collect();
+    let mut plan = Plan {
+        memory: memory.clone(),
+        ..Plan::default()
+    };
+    let by_name: HashMap<&str, &Workload> = input
+        .workloads
+        .iter()
+        .map(|w| (w.name.as_str(), w))
+        .collect();
     let mut claimed: HashMap<String, &str> = HashMap::new();
     let mut expected: HashMap<&str, String> = HashMap::new();
 
@@ -213,9 +250,17 @@ pub fn plan(input: &Input, memory: &Memory, now: SystemTime) -> Plan {
         }
     }
     plan_cleanup(&mut plan, input, &expected);
-    let live: HashSet<&str> = input.desired.iter().map(|d| d.connector.id.as_str()).collect();
-    plan.memory.last_health.retain(|id, _| live.contains(id.as_str()));
-    plan.memory.last_logs.retain(|id, _| live.contains(id.as_str()));
+    let live: HashSet<&str> = input
+        .desired
+        .iter()
+        .map(|d| d.connector.id.as_str())
+        .collect();
+    plan.memory
+        .last_health
+        .retain(|id, _| live.contains(id.as_str()));
+    plan.memory
+        .last_logs
+        .retain(|id, _| live.contains(id.as_str()));
     plan
 }
 
@@ -246,7 +291,11 @@ fn requested_status(c: &Connector) -> Status {
 fn plan_missing(plan: &mut Plan, input: &Input, d: &Desired, name: String) {
     let c = &d.connector;
     match &d.env {
-        Err(why) => plan.note(Level::Error, Some(&c.id), format!("not deployable this cycle: {why}")),
+        Err(why) => plan.note(
+            Level::Error,
+            Some(&c.id),
+            format!("not deployable this cycle: {why}"),
+        ),
         Ok(env) => {
             let report = report_if_changed(c.current_status, requested_status(c));
             let spec = spec_for(input.platform, d, env, name);
@@ -295,7 +344,9 @@ fn plan_existing(plan: &mut Plan, input: &Input, d: &Desired, w: &Workload, now:
 
 fn plan_health(plan: &mut Plan, c: &Connector, w: &Workload, now: SystemTime) {
     let active = w.state != WorkloadState::Stopped || w.waiting_reason.is_some();
-    let Some(started_at) = w.started_at.clone() else { return };
+    let Some(started_at) = w.started_at.clone() else {
+        return;
+    };
     if !active || crate::time::parse_rfc3339(&started_at).is_none() {
         return;
     }
@@ -313,11 +364,17 @@ fn plan_health(plan: &mut Plan, c: &Connector, w: &Workload, now: SystemTime) {
         };
         if health.is_in_reboot_loop {
             let why = w.waiting_reason.as_deref().unwrap_or("restarting");
-            let text = format!("workload {} is in a reboot loop ({} restarts, {why})", w.name, w.restart_count);
+            let text = format!(
+                "workload {} is in a reboot loop ({} restarts, {why})",
+                w.name, w.restart_count
+            );
             plan.note(Level::Warn, Some(&c.id), text);
         }
         plan.memory.last_health.insert(c.id.clone(), now);
-        plan.actions.push(Action::Health { id: c.id.clone(), health });
+        plan.actions.push(Action::Health {
+            id: c.id.clone(),
+            health,
+        });
     }
 }
 
@@ -329,7 +386,10 @@ fn plan_logs(plan: &mut Plan, input: &Input, c: &Connector, w: &Workload, now: S
         .is_none_or(|t| now.duration_since(*t).unwrap_or(Duration::ZERO) >= input.logs_every);
     if due {
         plan.memory.last_logs.insert(c.id.clone(), now);
-        plan.actions.push(Action::ShipLogs { id: c.id.clone(), name: w.name.clone() });
+        plan.actions.push(Action::ShipLogs {
+            id: c.id.clone(),
+            name: w.name.clone(),
+        });
     }
 }
 
@@ -337,7 +397,10 @@ fn plan_cleanup(plan: &mut Plan, input: &Input, expected: &HashMap<&str, String>
     let mut removals = Vec::new();
     for w in input.workloads {
         let Some(id) = w.connector_id.as_deref() else {
-            let text = format!("workload {} has no opencti-connector-id label; ignored", w.name);
+            let text = format!(
+                "workload {} has no opencti-connector-id label; ignored",
+                w.name
+            );
             plan.note(Level::Warn, None, text);
             continue;
         };
@@ -349,12 +412,19 @@ fn plan_cleanup(plan: &mut Plan, input: &Input, expected: &HashMap<&str, String>
             Some(name) if *name != w.name => RemoveReason::Renamed,
             Some(_) => continue,
         };
-        removals.push(Action::Remove { name: w.name.clone(), id: id.to_string(), why });
+        removals.push(Action::Remove {
+            name: w.name.clone(),
+            id: id.to_string(),
+            why,
+        });
     }
     if !input.listing_complete {
         plan.memory.empty_listings = 0;
         if !removals.is_empty() {
-            let text = format!("listing incomplete: {} removal(s) postponed", removals.len());
+            let text = format!(
+                "listing incomplete: {} removal(s) postponed",
+                removals.len()
+            );
             plan.note(Level::Warn, None, text);
         }
         return;

@@ -24,7 +24,11 @@ fn conn(id: &str) -> Connector {
         contract_hash: "h1".into(),
         current_status: Status::Stopped,
         requested: Requested::Starting,
-        config: vec![ConfigEntry { key: "A".into(), value: Some("1".into()), encrypted: false }],
+        config: vec![ConfigEntry {
+            key: "A".into(),
+            value: Some("1".into()),
+            encrypted: false,
+        }],
     }
 }
 
@@ -56,14 +60,26 @@ impl ConnExt for Connector {
 
 fn desired(c: Connector) -> Desired {
     let env = vec![
-        EnvVar { key: "A".into(), value: EnvValue::Plain("1".into()) },
-        EnvVar { key: HASH_MARKER.into(), value: EnvValue::Plain(c.contract_hash.clone()) },
+        EnvVar {
+            key: "A".into(),
+            value: EnvValue::Plain("1".into()),
+        },
+        EnvVar {
+            key: HASH_MARKER.into(),
+            value: EnvValue::Plain(c.contract_hash.clone()),
+        },
     ];
-    Desired { connector: c, env: Ok(env) }
+    Desired {
+        connector: c,
+        env: Ok(env),
+    }
 }
 
 fn undeployable(c: Connector) -> Desired {
-    Desired { connector: c, env: Err("key TOKEN: authentication failed".into()) }
+    Desired {
+        connector: c,
+        env: Err("key TOKEN: authentication failed".into()),
+    }
 }
 
 /// The workload the composer would have made for `c`, running since `T0`.
@@ -110,7 +126,10 @@ fn run_as(
 
 /// The actions that change or report something (not the timers).
 fn changes(p: &Plan) -> Vec<&Action> {
-    p.actions.iter().filter(|a| !matches!(a, Action::Health { .. } | Action::ShipLogs { .. })).collect()
+    p.actions
+        .iter()
+        .filter(|a| !matches!(a, Action::Health { .. } | Action::ShipLogs { .. }))
+        .collect()
 }
 
 #[test]
@@ -152,7 +171,11 @@ fn stopped_workload_of_a_starting_connector_is_started() {
     let p = run(&[desired(c)], &[w], &Memory::default(), at(5));
     assert_eq!(
         changes(&p),
-        vec![&Action::Start { id: "a".into(), name: "conn-a".into(), report: Some(Status::Started) }]
+        vec![&Action::Start {
+            id: "a".into(),
+            name: "conn-a".into(),
+            report: Some(Status::Started)
+        }]
     );
 }
 
@@ -163,7 +186,11 @@ fn running_workload_of_a_stopping_connector_is_stopped() {
     let p = run(&[desired(c)], &[w], &Memory::default(), at(5));
     assert_eq!(
         changes(&p),
-        vec![&Action::Stop { id: "a".into(), name: "conn-a".into(), report: Some(Status::Stopped) }]
+        vec![&Action::Stop {
+            id: "a".into(),
+            name: "conn-a".into(),
+            report: Some(Status::Stopped)
+        }]
     );
 }
 
@@ -172,7 +199,13 @@ fn status_that_differs_from_the_platform_is_reported() {
     let c = conn("a").shows(Status::Stopped);
     let w = workload_of(&c); // running, and wanted running
     let p = run(&[desired(c)], &[w], &Memory::default(), at(5));
-    assert_eq!(changes(&p), vec![&Action::Report { id: "a".into(), status: Status::Started }]);
+    assert_eq!(
+        changes(&p),
+        vec![&Action::Report {
+            id: "a".into(),
+            status: Status::Started
+        }]
+    );
 }
 
 #[test]
@@ -226,7 +259,11 @@ fn undecryptable_change_neither_refreshes_nor_starts_the_old_workload() {
     assert!(changes(&p).is_empty(), "{:?}", p.actions);
     assert!(p.notes.iter().any(|n| n.text.contains("not refreshable")));
     // … but its logs are still shipped.
-    assert!(p.actions.iter().any(|a| matches!(a, Action::ShipLogs { .. })));
+    assert!(
+        p.actions
+            .iter()
+            .any(|a| matches!(a, Action::ShipLogs { .. }))
+    );
 }
 
 #[test]
@@ -241,10 +278,19 @@ fn undecryptable_connector_with_a_current_workload_can_still_be_stopped() {
 fn orphan_workload_is_removed() {
     let gone = workload_of(&conn("gone"));
     let c = conn("a").shows(Status::Started);
-    let p = run(&[desired(c.clone())], &[workload_of(&c), gone], &Memory::default(), at(5));
+    let p = run(
+        &[desired(c.clone())],
+        &[workload_of(&c), gone],
+        &Memory::default(),
+        at(5),
+    );
     assert_eq!(
         changes(&p),
-        vec![&Action::Remove { name: "conn-gone".into(), id: "gone".into(), why: RemoveReason::Orphan }]
+        vec![&Action::Remove {
+            name: "conn-gone".into(),
+            id: "gone".into(),
+            why: RemoveReason::Orphan
+        }]
     );
 }
 
@@ -255,14 +301,28 @@ fn renamed_connector_gets_a_new_workload_and_the_old_one_is_removed() {
     let p = run(&[desired(c)], &[old], &Memory::default(), at(5));
     let ch = changes(&p);
     assert!(matches!(ch[0], Action::Deploy { spec, .. } if spec.name == "new-name"));
-    assert_eq!(ch[1], &Action::Remove { name: "conn-a".into(), id: "a".into(), why: RemoveReason::Renamed });
+    assert_eq!(
+        ch[1],
+        &Action::Remove {
+            name: "conn-a".into(),
+            id: "a".into(),
+            why: RemoveReason::Renamed
+        }
+    );
 }
 
 #[test]
 fn d13_incomplete_listing_removes_nothing() {
     let gone = workload_of(&conn("gone"));
     let c = conn("a").shows(Status::Started);
-    let p = run_as(PlatformKind::OpenCti, false, &[desired(c.clone())], &[workload_of(&c), gone], &Memory::default(), at(5));
+    let p = run_as(
+        PlatformKind::OpenCti,
+        false,
+        &[desired(c.clone())],
+        &[workload_of(&c), gone],
+        &Memory::default(),
+        at(5),
+    );
     assert!(changes(&p).is_empty(), "{:?}", p.actions);
     assert!(p.notes.iter().any(|n| n.text.contains("postponed")));
 }
@@ -272,10 +332,21 @@ fn d14_empty_listing_removes_nothing_until_confirmed_by_a_second_one() {
     let ws = [workload_of(&conn("a")), workload_of(&conn("b"))];
     let first = run(&[], &ws, &Memory::default(), at(5));
     assert!(first.actions.is_empty());
-    assert!(first.notes.iter().any(|n| n.text.contains("second empty listing")));
+    assert!(
+        first
+            .notes
+            .iter()
+            .any(|n| n.text.contains("second empty listing"))
+    );
     let second = run(&[], &ws, &first.memory, at(15));
     assert_eq!(second.actions.len(), 2);
-    assert!(second.actions.iter().all(|a| matches!(a, Action::Remove { why: RemoveReason::Orphan, .. })));
+    assert!(second.actions.iter().all(|a| matches!(
+        a,
+        Action::Remove {
+            why: RemoveReason::Orphan,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -292,14 +363,33 @@ fn d14_a_non_empty_listing_in_between_resets_the_confirmation() {
 fn workloads_of_the_other_platform_are_never_touched() {
     let mut aev = workload_of(&conn("x"));
     aev.platform = Some("openaev".into());
-    let p = run(&[desired(conn("a"))], &[aev.clone()], &Memory::default(), at(5));
+    let p = run(
+        &[desired(conn("a"))],
+        &[aev.clone()],
+        &Memory::default(),
+        at(5),
+    );
     assert!(p.actions.iter().all(|a| a.connector_id() == "a"));
     // … and the OpenAEV loop leaves OpenCTI and legacy label-less workloads alone.
     let mut legacy = workload_of(&conn("y"));
     legacy.platform = None;
     let cti = workload_of(&conn("z"));
-    let p = run_as(PlatformKind::OpenAev, true, &[], &[legacy.clone(), cti], &Memory::default(), at(5));
-    let p = run_as(PlatformKind::OpenAev, true, &[], &[legacy, workload_of(&conn("z"))], &p.memory, at(15));
+    let p = run_as(
+        PlatformKind::OpenAev,
+        true,
+        &[],
+        &[legacy.clone(), cti],
+        &Memory::default(),
+        at(5),
+    );
+    let p = run_as(
+        PlatformKind::OpenAev,
+        true,
+        &[],
+        &[legacy, workload_of(&conn("z"))],
+        &p.memory,
+        at(15),
+    );
     assert!(p.actions.is_empty(), "{:?}", p.actions);
 }
 
@@ -318,8 +408,16 @@ fn workload_without_connector_label_is_ignored_with_a_warning() {
     w.connector_id = None;
     w.name = "stray".into();
     let p = run(&[desired(conn("b"))], &[w], &Memory::default(), at(5));
-    assert!(p.actions.iter().all(|a| !matches!(a, Action::Remove { .. })));
-    assert!(p.notes.iter().any(|n| n.level == Level::Warn && n.text.contains("stray")));
+    assert!(
+        p.actions
+            .iter()
+            .all(|a| !matches!(a, Action::Remove { .. }))
+    );
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.level == Level::Warn && n.text.contains("stray"))
+    );
 }
 
 #[test]
@@ -329,7 +427,11 @@ fn d15_two_connectors_with_one_name_deploy_once_and_report_a_collision() {
     let p = run(&[desired(a), desired(b)], &[], &Memory::default(), at(5));
     assert_eq!(p.actions.len(), 1);
     assert!(matches!(&p.actions[0], Action::Deploy { spec, .. } if spec.connector_id == "a"));
-    assert!(p.notes.iter().any(|n| n.level == Level::Error && n.text.contains("collision")));
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.level == Level::Error && n.text.contains("collision"))
+    );
 }
 
 #[test]
@@ -338,16 +440,30 @@ fn d15_workload_owned_by_another_connector_is_not_operated_on() {
     let b = conn("b").named("Same").hash("other");
     let p = run(&[desired(b)], &[owner], &Memory::default(), at(5));
     // "a" is not in the listing, so its workload is an orphan; nothing acts on it as "b".
-    assert!(p.actions.iter().all(|a| !matches!(a, Action::Refresh { .. } | Action::Start { .. } | Action::Stop { .. })));
-    assert!(p.notes.iter().any(|n| n.text.contains("belongs to connector a")));
+    assert!(p.actions.iter().all(|a| !matches!(
+        a,
+        Action::Refresh { .. } | Action::Start { .. } | Action::Stop { .. }
+    )));
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.text.contains("belongs to connector a"))
+    );
 }
 
 #[test]
 fn d01_health_is_sent_for_every_running_connector_every_30_seconds() {
-    let cs: Vec<Connector> = (0..20).map(|i| conn(&format!("c{i}")).shows(Status::Started)).collect();
+    let cs: Vec<Connector> = (0..20)
+        .map(|i| conn(&format!("c{i}")).shows(Status::Started))
+        .collect();
     let ws: Vec<Workload> = cs.iter().map(workload_of).collect();
     let ds: Vec<Desired> = cs.into_iter().map(desired).collect();
-    let health = |p: &Plan| p.actions.iter().filter(|a| matches!(a, Action::Health { .. })).count();
+    let health = |p: &Plan| {
+        p.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Health { .. }))
+            .count()
+    };
     let p1 = run(&ds, &ws, &Memory::default(), at(5));
     assert_eq!(health(&p1), 20);
     let p2 = run(&ds, &ws, &p1.memory, at(15));
@@ -358,11 +474,21 @@ fn d01_health_is_sent_for_every_running_connector_every_30_seconds() {
 
 #[test]
 fn d01_logs_are_shipped_for_every_connector_every_logs_schedule() {
-    let cs: Vec<Connector> = (0..20).map(|i| conn(&format!("c{i}")).shows(Status::Started)).collect();
+    let cs: Vec<Connector> = (0..20)
+        .map(|i| conn(&format!("c{i}")).shows(Status::Started))
+        .collect();
     let mut ws: Vec<Workload> = cs.iter().map(workload_of).collect();
     ws[3].state = WorkloadState::Stopped; // stopped workloads still have logs worth shipping
-    let ds: Vec<Desired> = cs.into_iter().map(|c| desired(c.wants(Requested::Starting))).collect();
-    let logs = |p: &Plan| p.actions.iter().filter(|a| matches!(a, Action::ShipLogs { .. })).count();
+    let ds: Vec<Desired> = cs
+        .into_iter()
+        .map(|c| desired(c.wants(Requested::Starting)))
+        .collect();
+    let logs = |p: &Plan| {
+        p.actions
+            .iter()
+            .filter(|a| matches!(a, Action::ShipLogs { .. }))
+            .count()
+    };
     let p1 = run(&ds, &ws, &Memory::default(), at(5));
     assert_eq!(logs(&p1), 20);
     let p2 = run(&ds, &ws, &p1.memory, at(10));
@@ -379,7 +505,11 @@ fn failed_health_report_is_retried_next_cycle() {
     let mut p1 = run(&ds, &ws, &Memory::default(), at(5));
     p1.memory.health_failed("a");
     let p2 = run(&ds, &ws, &p1.memory, at(15));
-    assert!(p2.actions.iter().any(|a| matches!(a, Action::Health { .. })));
+    assert!(
+        p2.actions
+            .iter()
+            .any(|a| matches!(a, Action::Health { .. }))
+    );
 }
 
 #[test]
@@ -390,17 +520,31 @@ fn just_started_workload_reports_health_at_once() {
     // The platform forgot (e.g. it was restarted) and shows stopped: just started again.
     let c2 = c.shows(Status::Stopped);
     let p2 = run(&[desired(c2)], &ws, &p1.memory, at(10));
-    assert!(p2.actions.iter().any(|a| matches!(a, Action::Health { .. })));
+    assert!(
+        p2.actions
+            .iter()
+            .any(|a| matches!(a, Action::Health { .. }))
+    );
 }
 
 #[test]
 fn stopped_workload_sends_no_health_and_unknown_start_time_sends_none() {
     let c = conn("a").wants(Requested::Stopping);
-    let p = run(&[desired(c.clone())], &[stopped(workload_of(&c))], &Memory::default(), at(5));
+    let p = run(
+        &[desired(c.clone())],
+        &[stopped(workload_of(&c))],
+        &Memory::default(),
+        at(5),
+    );
     assert!(!p.actions.iter().any(|a| matches!(a, Action::Health { .. })));
     let mut w = workload_of(&c.clone().wants(Requested::Starting));
     w.started_at = Some("0001-01-01T00:00:00Z".into());
-    let p = run(&[desired(c.wants(Requested::Starting))], &[w], &Memory::default(), at(5));
+    let p = run(
+        &[desired(c.wants(Requested::Starting))],
+        &[w],
+        &Memory::default(),
+        at(5),
+    );
     assert!(!p.actions.iter().any(|a| matches!(a, Action::Health { .. })));
 }
 
@@ -433,14 +577,26 @@ fn d05_restarting_workload_reports_health_with_the_reboot_loop_flag() {
         Action::Health { health, .. } => Some(health.clone()),
         _ => None,
     });
-    assert_eq!(h, Some(Health { restart_count: 7, started_at: rfc(100), is_in_reboot_loop: true }));
+    assert_eq!(
+        h,
+        Some(Health {
+            restart_count: 7,
+            started_at: rfc(100),
+            is_in_reboot_loop: true
+        })
+    );
     assert!(p.notes.iter().any(|n| n.text.contains("reboot loop")));
 }
 
 #[test]
 fn timers_of_removed_connectors_are_forgotten() {
     let c = conn("a").shows(Status::Started);
-    let p1 = run(&[desired(c)], &[workload_of(&conn("a"))], &Memory::default(), at(5));
+    let p1 = run(
+        &[desired(c)],
+        &[workload_of(&conn("a"))],
+        &Memory::default(),
+        at(5),
+    );
     assert!(!p1.memory.last_health.is_empty());
     let p2 = run(&[desired(conn("b"))], &[], &p1.memory, at(10));
     assert!(!p2.memory.last_health.contains_key("a"));
@@ -464,7 +620,11 @@ fn apply(world: &mut Vec<Workload>, cs: &mut [Connector], plan: &Plan, now: Syst
                     connector_id: Some(spec.connector_id.clone()),
                     platform: Some(spec.platform.as_str().into()),
                     hash: Some(spec.hash.clone()),
-                    state: if spec.start { WorkloadState::Running } else { WorkloadState::Stopped },
+                    state: if spec.start {
+                        WorkloadState::Running
+                    } else {
+                        WorkloadState::Stopped
+                    },
                     restart_count: 0,
                     started_at: Some(crate::time::format_rfc3339(now)),
                     waiting_reason: None,
@@ -473,10 +633,23 @@ fn apply(world: &mut Vec<Workload>, cs: &mut [Connector], plan: &Plan, now: Syst
                     report(cs, &spec.connector_id, *s);
                 }
             }
-            Action::Start { id, name, report: r } | Action::Stop { id, name, report: r } => {
+            Action::Start {
+                id,
+                name,
+                report: r,
+            }
+            | Action::Stop {
+                id,
+                name,
+                report: r,
+            } => {
                 let run = matches!(a, Action::Start { .. });
                 if let Some(w) = world.iter_mut().find(|w| &w.name == name) {
-                    w.state = if run { WorkloadState::Running } else { WorkloadState::Stopped };
+                    w.state = if run {
+                        WorkloadState::Running
+                    } else {
+                        WorkloadState::Stopped
+                    };
                 }
                 if let Some(s) = r {
                     report(cs, id, *s);
@@ -494,21 +667,36 @@ fn plan_converges_and_a_second_plan_repeats_nothing() {
     let mut cs: Vec<Connector> = (0..6).map(|i| conn(&format!("c{i}"))).collect();
     cs[1].requested = Requested::Stopping;
     cs[2].contract_hash = "h9".into();
-    let mut world = vec![workload_of(&conn("c2")), workload_of(&conn("orphan")), stopped(workload_of(&conn("c3")))];
+    let mut world = vec![
+        workload_of(&conn("c2")),
+        workload_of(&conn("orphan")),
+        stopped(workload_of(&conn("c3"))),
+    ];
     let mut memory = Memory::default();
     for (round, now) in [at(5), at(15)].into_iter().enumerate() {
         let ds: Vec<Desired> = cs.iter().cloned().map(desired).collect();
         let p = run(&ds, &world, &memory, now);
         if round == 1 {
-            assert!(changes(&p).is_empty(), "second plan repeated work: {:?}", changes(&p));
+            assert!(
+                changes(&p).is_empty(),
+                "second plan repeated work: {:?}",
+                changes(&p)
+            );
         }
         apply(&mut world, &mut cs, &p, now);
         memory = p.memory;
     }
     assert_eq!(world.len(), 6);
-    assert!(world.iter().all(|w| w.connector_id.as_deref() != Some("orphan")));
+    assert!(
+        world
+            .iter()
+            .all(|w| w.connector_id.as_deref() != Some("orphan"))
+    );
     for c in &cs {
-        let w = world.iter().find(|w| w.connector_id.as_deref() == Some(c.id.as_str())).unwrap();
+        let w = world
+            .iter()
+            .find(|w| w.connector_id.as_deref() == Some(c.id.as_str()))
+            .unwrap();
         assert_eq!(w.hash.as_deref(), Some(c.contract_hash.as_str()));
         assert_eq!(workload_status(w), requested_status(c));
         assert_eq!(c.current_status, requested_status(c));
