@@ -8,6 +8,7 @@
 )]
 
 pub mod config;
+pub mod crypto;
 pub mod orchestrator;
 pub mod platform;
 pub mod secret;
