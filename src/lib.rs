@@ -8,6 +8,7 @@
 )]
 
 pub mod config;
+pub mod crypto;
 pub mod engine;
 pub mod env;
 pub mod logs;
