@@ -8,6 +8,7 @@
 )]
 
 pub mod config;
+pub mod http;
 pub mod orchestrator;
 pub mod platform;
 pub mod secret;
