@@ -202,7 +202,7 @@ struct Target {
 impl Target {
     fn parse(url: &str) -> Result<Target, Error> {
         let bad = |detail: &str| Error::BadUrl {
-            url: url.to_string(),
+            url: without_userinfo(url),
             detail: detail.to_string(),
         };
         let uri: ureq::http::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
@@ -219,6 +219,17 @@ impl Target {
             host: host.to_ascii_lowercase(),
             port,
         })
+    }
+}
+
+/// The URL with any `user:password@` replaced by `***@`, for messages.
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) if scheme.is_empty() => format!("***@{}", &rest[at + 1..]),
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
     }
 }
 
@@ -490,6 +501,11 @@ mod tests {
     fn target_url_must_be_http_or_https() {
         assert!(Target::parse("ftp://opencti").is_err());
         assert!(Target::parse("not a url").is_err());
+        let err = Target::parse("gopher://user:pw@opencti/x@y").err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "parse platform url gopher://***@opencti/x@y: scheme must be http or https"
+        );
         let t = Target::parse("https://[::1]:8443/base/").unwrap();
         assert_eq!((t.https, t.host.as_str(), t.port), (true, "::1", 8443));
     }

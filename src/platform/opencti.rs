@@ -194,12 +194,18 @@ impl Client {
             variables,
             operation_name: op.name,
         };
-        log::debug!("POST {} {}", self.endpoint, op.name);
+        // Compact, as the existing composer sends it (ureq's send_json pretty-prints).
+        let json = serde_json::to_vec(&body).map_err(|e| Error::Decode {
+            op: op.name,
+            detail: format!("encode request: {e}"),
+        })?;
+        log::debug!("POST /graphql {}", op.name);
         let mut response = self
             .agent
             .post(&self.endpoint)
             .header("Authorization", format!("Bearer {}", self.token.expose()))
-            .send_json(&body)
+            .content_type("application/json")
+            .send(&json[..])
             .map_err(|e| transport(op, e))?;
         let status = response.status().as_u16();
         let text = http::read_text(&mut response).map_err(|e| match e {
