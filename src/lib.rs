@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod env;
+pub mod http;
 pub mod logs;
 pub mod names;
 pub mod orchestrator;

@@ -4,6 +4,7 @@
 //! (CONTRACT §2, §3, §8.1).
 
 pub mod opencti;
+mod opencti_wire;
 
 use std::fmt;
 
