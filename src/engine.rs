@@ -22,6 +22,12 @@ pub trait Decrypt: Send + Sync {
     fn decrypt(&self, value: &str) -> Result<Secret, String>;
 }
 
+impl Decrypt for crate::crypto::Decryptor {
+    fn decrypt(&self, value: &str) -> Result<Secret, String> {
+        crate::crypto::Decryptor::decrypt(self, value).map_err(|e| e.to_string())
+    }
+}
+
 /// Timings and switches of one platform loop.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod engine;
 pub mod env;
 pub mod http;
+pub mod logging;
 pub mod logs;
 pub mod names;
 pub mod orchestrator;

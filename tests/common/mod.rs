@@ -7,5 +7,6 @@
 
 pub mod fake_opencti;
 pub mod http1;
+pub mod memory;
 pub mod proxy;
 pub mod tls;
