@@ -1,7 +1,17 @@
 //! Settings: the typed configuration of CONTRACT §7 (keys, types, defaults).
-//! Loading and layering (default.yaml → $COMPOSER_ENV.yaml → env `A__B__C`) and
-//! validation live in `load` and `validate`; this file is only the shape.
+//! Loading and layering (default.yaml → $COMPOSER_ENV.yaml → env `A__B__C`) live
+//! in `files`, `keys` and `load`, the rules on values in `validate`; this file is
+//! only the shape.
 //! Keys added beyond the existing composer are optional and marked "ours".
+
+mod error;
+mod files;
+mod keys;
+mod load;
+mod validate;
+
+pub use error::{ConfigError, Origin, is_secret_key};
+pub use load::{Loaded, load};
 
 use std::collections::BTreeMap;
 
@@ -11,7 +21,7 @@ use crate::platform::PlatformKind;
 use crate::secret::Secret;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     pub manager: Manager,
@@ -62,7 +72,7 @@ impl Settings {
 }
 
 /// `manager.*`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Manager {
     pub id: String,
@@ -101,7 +111,7 @@ impl Default for Manager {
 }
 
 /// `manager.logger.*`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Logger {
     pub level: String,
@@ -125,7 +135,7 @@ impl Default for Logger {
 }
 
 /// `manager.debug.*`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct DebugSettings {
     pub show_env_vars: bool,
@@ -133,7 +143,7 @@ pub struct DebugSettings {
 }
 
 /// `opencti.*` / `openaev.*`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct PlatformSettings {
     pub enable: bool,
@@ -197,7 +207,7 @@ pub enum Selector {
 }
 
 /// `{p}.daemon.*`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct Daemon {
     pub selector: Selector,
@@ -209,7 +219,7 @@ pub struct Daemon {
 }
 
 /// `{p}.daemon.registry.*`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct Registry {
     pub server: Option<String>,
@@ -219,7 +229,7 @@ pub struct Registry {
 }
 
 /// `{p}.daemon.kubernetes.*`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct KubernetesSettings {
     pub image_pull_policy: Option<String>,
@@ -231,7 +241,7 @@ pub struct KubernetesSettings {
 }
 
 /// `{p}.daemon.portainer.*`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct PortainerSettings {
     pub api: Option<String>,
@@ -252,7 +262,7 @@ pub struct Ulimit {
 }
 
 /// `{p}.daemon.docker.*`: HostConfig options (§6.1) plus ours.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct DockerOptions {
     pub network_mode: Option<String>,
