@@ -108,22 +108,12 @@ impl Docker {
             .docker_options(platform)
             .cloned()
             .unwrap_or_default();
-        let section = platform.as_str();
-        let pull_policy = PullPolicy::parse(options.pull_policy.as_deref()).map_err(|v| Error::Config {
-            op: "docker settings",
-            detail: format!("{section}.daemon.docker.pull_policy: unknown value {v:?} (always, if-not-present, never)"),
-        })?;
-        let restart_policy = parse_restart_policy(options.restart_policy.as_deref()).ok_or_else(|| Error::Config {
-            op: "docker settings",
-            detail: format!(
-                "{section}.daemon.docker.restart_policy: unknown value {:?} (no, on-failure[:N], unless-stopped, always)",
-                options.restart_policy.as_deref().unwrap_or_default()
-            ),
-        })?;
+        let (pull_policy, restart_policy) = policies(&options, platform)?;
         let p = settings.platform(platform);
         let ca_archive = if p.with_proxy {
-            proxy_ca_bundle(&p.https_proxy_ca, Path::new(SYSTEM_ROOTS))?
-                .and_then(|bundle| stream::tar_one_file(&PROXY_CA_PATH[1..], 0o444, &bundle))
+            proxy_ca_bundle(&p.https_proxy_ca, Path::new(SYSTEM_ROOTS))?.and_then(|bundle| {
+                stream::tar_one_file(PROXY_CA_PATH.trim_start_matches('/'), 0o444, &bundle)
+            })
         } else {
             None
         };
@@ -371,6 +361,31 @@ fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
         .filter_map(|e| e.split_once('='))
         .find(|(k, _)| *k == key)
         .map(|(_, v)| v)
+}
+
+/// The pull and restart policies of `{p}.daemon.docker`.
+///
+/// # Errors
+/// `Error::Config` naming the key and the accepted values.
+fn policies(
+    options: &DockerOptions,
+    platform: PlatformKind,
+) -> Result<(PullPolicy, RestartPolicy), Error> {
+    let invalid = |key: &str, value: &str, accepted: &str| Error::Config {
+        op: "docker settings",
+        detail: format!("{platform}.daemon.docker.{key}: unknown value {value:?} ({accepted})"),
+    };
+    let pull = PullPolicy::parse(options.pull_policy.as_deref())
+        .map_err(|v| invalid("pull_policy", &v, "always, if-not-present, never"))?;
+    let restart_value = options.restart_policy.as_deref();
+    let restart = parse_restart_policy(restart_value).ok_or_else(|| {
+        invalid(
+            "restart_policy",
+            restart_value.unwrap_or_default(),
+            "no, on-failure[:N], unless-stopped, always",
+        )
+    })?;
+    Ok((pull, restart))
 }
 
 /// `no` | `on-failure[:N]` | `unless-stopped` | `always`; default `unless-stopped`.
