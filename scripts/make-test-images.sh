@@ -22,6 +22,18 @@ api() { curl -fsS --unix-socket "$SOCK" "$@"; }
 # A 200 progress stream can still carry an error object: fail on it.
 stream_ok() { if grep -q '"error' "$1"; then cat "$1"; return 1; fi; }
 
+# Already built and pushed (a re-run on the same machine): nothing to do.
+have_local() { curl -fsS -o /dev/null --unix-socket "$SOCK" "http://localhost/$V/images/$1/json" 2>/dev/null; }
+have_pushed() {
+  curl -fsS -o /dev/null -u "$USER_:$PASS" -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+    "http://$REG/v2/xtm-test/$1/manifests/1" 2>/dev/null
+}
+if have_local local/busybox:1 && have_local xtm-test/ticker:1 && have_local xtm-test/crasher:1 \
+  && have_pushed ticker && have_pushed crasher; then
+  echo "images ready (already built): local/busybox:1 xtm-test/ticker:1 xtm-test/crasher:1 and $REG/xtm-test/"
+  exit 0
+fi
+
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -94,7 +94,7 @@ pub(crate) fn label_filter(label: &str) -> String {
 }
 
 /// A request body and its content type.
-enum Payload<'a> {
+pub(crate) enum Payload<'a> {
     Empty,
     Json(Vec<u8>),
     Tar(&'a [u8]),
@@ -204,8 +204,12 @@ impl Client {
         Ok(*self.version.get_or_init(|| version))
     }
 
-    /// Sends one request to `/v{version}{path}`.
-    fn call(
+    /// Sends one request to `/v{version}{path}` (Swarm's service endpoints
+    /// build on this too). Any status is returned: see `expect_success`.
+    ///
+    /// # Errors
+    /// `Error::Transport` when the engine cannot be reached or times out.
+    pub(crate) fn call(
         &self,
         op: &'static str,
         method: Method,
@@ -434,7 +438,7 @@ fn pull_progress(reader: impl BufRead) -> Result<(), String> {
 }
 
 /// 2xx and 304 (start/stop: nothing to do) pass; anything else is an error.
-fn expect_success(
+pub(crate) fn expect_success(
     op: &'static str,
     target: &str,
     resp: Response<Body>,
@@ -490,7 +494,11 @@ fn shorten(text: &str) -> String {
     }
 }
 
-fn read_json<T: DeserializeOwned>(op: &'static str, mut resp: Response<Body>) -> Result<T, Error> {
+/// Decodes a JSON answer, reading at most `JSON_LIMIT` bytes.
+pub(crate) fn read_json<T: DeserializeOwned>(
+    op: &'static str,
+    mut resp: Response<Body>,
+) -> Result<T, Error> {
     resp.body_mut()
         .with_config()
         .limit(JSON_LIMIT)
