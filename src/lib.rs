@@ -7,6 +7,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod engine;

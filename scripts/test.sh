@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine, as root:
+#   installs what the tests need (Debian's docker.io, docker-registry, busybox-static),
+#   starts a real dockerd (no bridge, no iptables) and an authenticated local registry
+#   on 127.0.0.1:5000, builds the test images locally, then runs every test.
+# Stops dockerd and the registry on exit. Nothing is pulled from the internet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+started=()
+cleanup() {
+  for s in "${started[@]}"; do bash "scripts/$s" stop >/dev/null 2>&1 || true; done
+}
+trap cleanup EXIT
+
+t0=$(date +%s)
+if [[ $(id -u) -ne 0 ]]; then
+  echo "scripts/test.sh: run as root (it installs packages and starts dockerd)" >&2
+  exit 1
+fi
+if ! command -v cc >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc >/dev/null
+fi
+
+bash scripts/start-dockerd.sh;   started+=(start-dockerd.sh)
+CIREG_AUTH=1 bash scripts/start-registry.sh; started+=(start-registry.sh)
+bash scripts/make-test-images.sh
+echo "engines ready after $(( $(date +%s) - t0 )) s"
+
+cargo build --all-targets --locked
+cargo test --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
+echo "scripts/test.sh: all tests ran in $(( $(date +%s) - t0 )) s"
