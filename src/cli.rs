@@ -133,7 +133,10 @@ fn startup(
     env: &[(String, String)],
 ) -> Result<(Settings, Arc<Decryptor>), ExitCode> {
     let loaded = load(dir, env)?;
-    crate::logging::init(&loaded.settings);
+    if let Err(e) = crate::logging::init(&loaded.settings) {
+        eprintln!("xtm-composer: {e}");
+        return Err(ExitCode::from(EXIT_CONFIG));
+    }
     log::info!("configuration from {}", loaded.dir.display());
     for w in &loaded.warnings {
         log::warn!("{w}");
