@@ -3,6 +3,8 @@
 //! Wire types stay in each client; this module only holds domain types
 //! (CONTRACT §2, §3, §8.1).
 
+pub mod openaev;
+mod openaev_wire;
 pub mod opencti;
 mod opencti_wire;
 
