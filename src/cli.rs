@@ -16,7 +16,7 @@ use crate::env;
 use crate::logs::{self, LogJob};
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::docker::Docker;
-use crate::platform::{Platform, PlatformKind, opencti};
+use crate::platform::{Platform, PlatformKind, openaev, opencti};
 
 /// Exit status for configuration and start-up errors.
 const EXIT_CONFIG: u8 = 2;
@@ -73,11 +73,11 @@ fn platform_for(
                 .map(|c| Arc::new(c) as Arc<dyn Platform>)
                 .map_err(|e| format!("opencti client: {e}"))
         }
-        PlatformKind::OpenAev => Err(
-            "openaev.enable = true: OpenAEV is not supported by this build yet; \
-             set OPENAEV__ENABLE=false"
-                .into(),
-        ),
+        PlatformKind::OpenAev => {
+            openaev::Client::new(&settings.openaev, &m.id, &m.name, key.public_spki_pem())
+                .map(|c| Arc::new(c) as Arc<dyn Platform>)
+                .map_err(|e| format!("openaev client: {e}"))
+        }
     }
 }
 

@@ -250,22 +250,25 @@ fn a_version_change_on_openaev_registers_again() {
     w.engine.alive_tick();
     assert_eq!(w.fake.registrations(), 1);
 
-    // Ping answers the version stored at registration, so an upgrade seen only
-    // through `settings/version` changes nothing while pings keep succeeding.
+    // Ping answers the version stored at registration, so the composer asks
+    // `settings/version` after each ping: a rolling upgrade between two pings
+    // is seen at the next alive tick.
     w.fake.set_version("2.5.0");
-    w.engine.alive_tick();
-    assert_eq!(w.fake.registrations(), 1);
-
-    // An upgrade restarts the platform: the failed ping sends the loop back to
-    // version + register, which records the new version.
-    w.fake.stop();
-    w.engine.alive_tick();
-    w.fake.restart();
     w.engine.alive_tick();
     assert_eq!(w.fake.registrations(), 2);
     assert_eq!(w.fake.registration().unwrap().version, "2.5.0");
     w.engine.alive_tick();
     assert_eq!(w.fake.registrations(), 2, "steady once the versions agree");
+
+    // A restart with an upgrade: the failed ping sends the loop back to
+    // version + register.
+    w.fake.set_version("2.5.1");
+    w.fake.stop();
+    w.engine.alive_tick();
+    w.fake.restart();
+    w.engine.alive_tick();
+    assert_eq!(w.fake.registrations(), 3);
+    assert_eq!(w.fake.registration().unwrap().version, "2.5.1");
 
     // A registration stored at another version (another replica registered
     // after an upgrade): ping reports it, and the composer registers again.
@@ -273,9 +276,9 @@ fn a_version_change_on_openaev_registers_again() {
     let s = settings(&w.fake);
     let other = engine_for(&s, Arc::new(MemoryOrchestrator::new()));
     other.platform.register().unwrap();
-    assert_eq!(w.fake.registrations(), 3);
-    w.engine.alive_tick();
     assert_eq!(w.fake.registrations(), 4);
+    w.engine.alive_tick();
+    assert_eq!(w.fake.registrations(), 5);
     assert_eq!(ops(&w.fake).last(), Some(&"register"));
 }
 

@@ -131,6 +131,12 @@ pub trait Platform: Send + Sync {
     fn register(&self) -> Result<(), Error>;
     /// Pings; returns the version the platform reports.
     fn ping(&self) -> Result<String, Error>;
+    /// Whether `ping` answers the platform's current version. OpenAEV answers
+    /// the version stored at registration, so an upgrade between two pings is
+    /// only seen by asking `version()` again.
+    fn ping_reports_current_version(&self) -> bool {
+        true
+    }
     /// Lists the connectors to run.
     fn list(&self) -> Result<Listing, Error>;
     /// Reports a connector's current status.

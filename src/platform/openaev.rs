@@ -288,6 +288,10 @@ impl Platform for Client {
         PlatformKind::OpenAev
     }
 
+    fn ping_reports_current_version(&self) -> bool {
+        false
+    }
+
     fn version(&self) -> Result<String, Error> {
         let text = self.request(VERSION, Method::Get, "/api/settings/version", &[], true)?;
         version_text(&text).ok_or(Error::Decode {
