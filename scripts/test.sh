@@ -38,5 +38,6 @@ bash scripts/make-test-images.sh
 echo "engines ready after $(( $(date +%s) - t0 )) s"
 
 cargo build --all-targets --locked
+bash scripts/package.sh   # artefacts for tests/packaging.rs; needs dockerd, so it runs here
 cargo test --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 echo "scripts/test.sh: all tests ran in $(( $(date +%s) - t0 )) s"
