@@ -109,6 +109,8 @@ pub struct Client {
     /// Sent on every request (e.g. `X-API-KEY`).
     headers: Vec<(String, Secret)>,
     version: OnceLock<ApiVersion>,
+    /// The highest version negotiation may pick (ours, or Portainer's `api_version`).
+    cap: ApiVersion,
     /// Requests sent, for the calls-per-cycle figure.
     requests: AtomicU64,
 }
@@ -133,6 +135,7 @@ impl Client {
             base: base.into().trim_end_matches('/').to_string(),
             headers,
             version: OnceLock::new(),
+            cap: MAX_API_VERSION,
             requests: AtomicU64::new(0),
         }
     }
@@ -181,6 +184,13 @@ impl Client {
         self
     }
 
+    /// Negotiates no higher than `cap` (Portainer's configured `api_version`):
+    /// the engine behind the proxy may be older than the configured version.
+    pub fn with_max_api_version(mut self, cap: ApiVersion) -> Client {
+        self.cap = cap.min(MAX_API_VERSION);
+        self
+    }
+
     /// The version in use: negotiated on first use with `GET /version`, then kept.
     ///
     /// # Errors
@@ -200,7 +210,7 @@ impl Client {
             op: OP,
             detail: format!("ApiVersion {:?}", answer.api_version),
         })?;
-        let version = ApiVersion::negotiate(server);
+        let version = ApiVersion::negotiate(server).min(self.cap);
         Ok(*self.version.get_or_init(|| version))
     }
 
