@@ -413,14 +413,7 @@ impl Client {
             encode(id)
         );
         let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
-        let resp = expect_success(OP, id, resp)?;
-        let keep = usize::try_from(tail).unwrap_or(usize::MAX);
-        stream::read_log_lines(resp.into_body().into_reader(), tty, keep).map_err(|e| {
-            Error::Decode {
-                op: OP,
-                detail: e.to_string(),
-            }
-        })
+        read_logs(OP, expect_success(OP, id, resp)?, tail, tty)
     }
 
     /// `PUT /containers/{id}/archive?path=`: extracts `tar` under `path`.
@@ -430,6 +423,20 @@ impl Client {
         let resp = self.call(OP, Method::PUT, &url_path, Payload::Tar(tar), None, None)?;
         expect_success(OP, id, resp).map(drop)
     }
+}
+
+/// The last `tail` lines of a log answer (containers, Swarm services), raw when `tty`.
+pub(crate) fn read_logs(
+    op: &'static str,
+    resp: Response<Body>,
+    tail: u32,
+    tty: bool,
+) -> Result<Vec<String>, Error> {
+    let keep = usize::try_from(tail).unwrap_or(usize::MAX);
+    stream::read_log_lines(resp.into_body().into_reader(), tty, keep).map_err(|e| Error::Decode {
+        op,
+        detail: e.to_string(),
+    })
 }
 
 /// Reads a pull progress stream to its end; the first error object fails it.

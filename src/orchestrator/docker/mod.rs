@@ -7,7 +7,7 @@
 
 pub mod client;
 pub mod image;
-pub(crate) mod stream;
+mod stream;
 mod transport;
 pub(crate) mod wire;
 

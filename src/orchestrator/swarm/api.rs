@@ -9,9 +9,8 @@ use super::wire::{ConfigSpec, IdResponse, Service, ServiceInspect, Task};
 use crate::orchestrator::Error;
 use crate::orchestrator::docker::Client;
 use crate::orchestrator::docker::client::{
-    Payload, encode, expect_success, label_filter, read_json,
+    Payload, encode, expect_success, label_filter, read_json, read_logs,
 };
-use crate::orchestrator::docker::stream;
 use crate::secret::Secret;
 
 /// JSON bytes of a request body.
@@ -102,12 +101,7 @@ impl Client {
             encode(name)
         );
         let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
-        let reader = expect_success(OP, name, resp)?.into_body().into_reader();
-        let keep = usize::try_from(tail).unwrap_or(usize::MAX);
-        stream::read_log_lines(reader, false, keep).map_err(|e| Error::Decode {
-            op: OP,
-            detail: e.to_string(),
-        })
+        read_logs(OP, expect_success(OP, name, resp)?, tail, false)
     }
 
     /// `GET /configs/{id}` (a name works too): the config's id.

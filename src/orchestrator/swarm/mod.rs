@@ -128,8 +128,9 @@ impl Swarm {
         Ok(Some((id, name)))
     }
 
-    /// Obtains the image, then creates (`current` = None) or replaces the service.
-    fn apply(&self, spec: &Spec, current: Option<(&str, u64)>) -> Result<(), Error> {
+    /// Obtains the image and the CA config, then creates the service
+    /// (`update` false) or replaces the spec of the existing one.
+    fn apply(&self, spec: &Spec, update: bool) -> Result<(), Error> {
         let image =
             docker::ensure_image(&self.client, &self.registry, self.pull_policy, &spec.image)?;
         let ca = self.ca_config()?;
@@ -158,47 +159,64 @@ impl Swarm {
             },
         };
         let auth = self.registry.auth_header();
-        let result = match current {
-            None => self
-                .client
-                .create_service(&spec.name, &body, auth.as_ref())
-                .map(|warnings| {
-                    for w in warnings {
-                        log::warn!("create service {}: {w}", spec.name);
-                    }
-                }),
-            Some((id, version)) => self
-                .client
-                .update_service(id, version, &body, auth.as_ref()),
+        let result = if update {
+            self.update(&spec.name, |current| {
+                let (id, version) = (&current.id, current.version.index);
+                self.client
+                    .update_service(id, version, &body, auth.as_ref())
+            })
+        } else {
+            let warnings = self.client.create_service(&spec.name, &body, auth.as_ref());
+            warnings.map(|w| {
+                w.iter()
+                    .for_each(|w| log::warn!("create service {}: {w}", spec.name))
+            })
         };
         result.map_err(|e| docker::redact(e, spec))
+    }
+
+    /// Reads the service and hands it to `send`, which updates it at the
+    /// version read. The engine bumps that version on its own while it rolls a
+    /// previous update out (`UpdateStatus`), so "update out of sequence" can
+    /// follow a read made a moment ago: that answer alone gets one fresh read
+    /// (optimistic locking, not an error retry).
+    fn update(
+        &self,
+        name: &str,
+        send: impl Fn(wire::ServiceInspect) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        match send(self.client.inspect_service(name)?) {
+            Err(Error::Api { message, .. }) if message.contains("update out of sequence") => {
+                log::debug!("service {name} changed while being updated; reading it again");
+                send(self.client.inspect_service(name)?)
+            }
+            other => other,
+        }
     }
 
     /// Sets `Mode.Replicated.Replicas` on the service's current spec, leaving
     /// every other field as the engine has it; nothing is sent when it is already so.
     fn scale(&self, name: &str, replicas: u64) -> Result<(), Error> {
-        let mut current = self.client.inspect_service(name)?;
-        let Some(slot) = current
-            .spec
-            .pointer_mut("/Mode/Replicated")
-            .and_then(|v| v.as_object_mut())
-        else {
-            return Err(Error::Config {
-                op: "scale service",
-                detail: format!("service {name} is not replicated"),
-            });
-        };
-        if slot.get("Replicas").and_then(|r| r.as_u64()) == Some(replicas) {
-            return Ok(());
-        }
-        slot.insert("Replicas".into(), replicas.into());
         let auth = self.registry.auth_header();
-        self.client.update_service(
-            &current.id,
-            current.version.index,
-            &current.spec,
-            auth.as_ref(),
-        )
+        self.update(name, |mut current| {
+            let Some(slot) = current
+                .spec
+                .pointer_mut("/Mode/Replicated")
+                .and_then(|v| v.as_object_mut())
+            else {
+                return Err(Error::Config {
+                    op: "scale service",
+                    detail: format!("service {name} is not replicated"),
+                });
+            };
+            if slot.get("Replicas").and_then(|r| r.as_u64()) == Some(replicas) {
+                return Ok(());
+            }
+            slot.insert("Replicas".into(), replicas.into());
+            let (id, version) = (&current.id, current.version.index);
+            self.client
+                .update_service(id, version, &current.spec, auth.as_ref())
+        })
     }
 }
 
@@ -219,14 +237,13 @@ impl Orchestrator for Swarm {
     }
 
     fn deploy(&self, spec: &Spec) -> Result<(), Error> {
-        self.apply(spec, None)
+        self.apply(spec, false)
     }
 
     /// An in-place service update (the engine replaces the task), so a failed
     /// pull or update leaves the running service as it was.
     fn refresh(&self, spec: &Spec) -> Result<(), Error> {
-        let current = self.client.inspect_service(&spec.name)?;
-        self.apply(spec, Some((&current.id, current.version.index)))
+        self.apply(spec, true)
     }
 
     fn start(&self, name: &str) -> Result<(), Error> {

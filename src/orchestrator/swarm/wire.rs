@@ -7,19 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::config::SwarmOptions;
-use crate::orchestrator::docker::wire::{Ulimit, ulimits};
-
-/// Reads `null` as the type's default.
-fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
+use crate::orchestrator::docker::wire::{Ulimit, null_default, ulimits};
 
 /// One entry of `GET /services`.
 #[derive(Debug, Default, Deserialize)]
