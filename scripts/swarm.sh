@@ -11,8 +11,9 @@
 set -euo pipefail
 SOCK=${DOCKERD_SOCK:-/var/run/docker.sock}
 api() { curl -fsS --max-time 30 --unix-socket "$SOCK" "$@"; }
-json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
-node_state() { api http://localhost/info | json_field '["Swarm"]["LocalNodeState"]'; }
+# A string field of /info's JSON, without python (not on a fresh Debian 12): "Key":"value".
+info_field() { api http://localhost/info | sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p"; }
+node_state() { info_field LocalNodeState; }
 
 case ${1:-init} in
 init)
@@ -36,7 +37,7 @@ init)
     api -X DELETE http://localhost/networks/ingress >/dev/null 2>&1 && break
     sleep 0.2
   done
-  node=$(api http://localhost/info | json_field '["Swarm"]["NodeID"]')
+  node=$(info_field NodeID)
   echo "swarm active (node $node, manager on 127.0.0.1:2377)"
   ;;
 leave)

@@ -112,3 +112,45 @@ fn a_missing_config_folder_says_where_it_looked() {
     assert!(!o.status.success());
     assert!(text(&o).contains("/nonexistent/xtm"), "{}", text(&o));
 }
+
+#[test]
+fn a_portainer_env_type_other_than_docker_stops_startup_naming_the_key() {
+    let dir = temp_dir("env-type");
+    std::fs::copy("config/default.yaml", dir.join("default.yaml")).unwrap();
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap();
+    let key = vectors["rsa2048"]["private_key_pkcs8_pem"]
+        .as_str()
+        .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", dir.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MANAGER__CREDENTIALS_KEY", key)
+        .env("OPENCTI__DAEMON__SELECTOR", "portainer")
+        .env("OPENCTI__DAEMON__PORTAINER__ENV_TYPE", "kubernetes")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A build that accepted the setting would start its loops and run on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running: env_type was accepted");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    // Named with where it came from, so the operator knows what to change.
+    assert!(
+        t.contains("opencti.daemon.portainer.env_type = \"kubernetes\"")
+            && t.contains("OPENCTI__DAEMON__PORTAINER__ENV_TYPE")
+            && t.contains("only docker environments are supported"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+}

@@ -9,9 +9,12 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::time::SystemTime;
+
 use common::engine::{
-    REGISTRY, TICKER, assert_clean_ticker_lines, deploy_five, engine, engine_json, eventually,
-    manager_filter, named, require_engine, socket_path, spec, test_registry, unique, vars,
+    CRASHER, REGISTRY, TICKER, assert_clean_ticker_lines, check_output, deploy_five, engine,
+    engine_json, eventually, manager_filter, named, require_engine, socket_path, spec,
+    test_registry, unique, vars,
 };
 use common::portainer::{ENV_ID, StandIn};
 use common::tls::TestCa;
@@ -20,6 +23,7 @@ use xtm_composer::config::{DockerOptions, PortainerSettings, Selector, Settings}
 use xtm_composer::orchestrator::portainer::{COMPOSE_PROJECT, Portainer};
 use xtm_composer::orchestrator::{Error, Orchestrator, WorkloadState};
 use xtm_composer::platform::PlatformKind;
+use xtm_composer::reconcile::is_in_reboot_loop;
 use xtm_composer::secret::Secret;
 
 const KEY: &str = "ptr_stand-in-key";
@@ -123,6 +127,7 @@ fn five_connectors_live_their_whole_life_through_portainer() {
             (running, 0),
             "{w:?}"
         );
+        assert!(!is_in_reboot_loop(w, SystemTime::now()), "healthy: {w:?}");
     }
     let c = inspect(&names[0]);
     assert_eq!(c["Config"]["Image"], format!("{REGISTRY}/{TICKER}"));
@@ -277,4 +282,59 @@ fn an_unknown_ca_is_refused_unless_unsecured_certificate_is_set() {
     });
     assert!(lax.list().unwrap().is_empty());
     assert_eq!(f.stand_in.seen().len(), 2, "version, then the listing");
+}
+
+#[test]
+fn a_crashing_container_through_portainer_is_reported_as_a_reboot_loop() {
+    let f = Fixture::new("portainer-crash");
+    let portainer = f.portainer(|_| {});
+    let name = format!("{}-a", f.manager);
+    portainer
+        .deploy(&spec(&name, CRASHER, "h", vec![], true))
+        .unwrap();
+    let w = eventually(Duration::from_secs(60), "more than 3 restarts", || {
+        let list = portainer.list().unwrap();
+        let w = named(&list, &name).clone();
+        (w.restart_count > 3).then_some(w)
+    });
+    println!("crasher through Portainer: {} restarts", w.restart_count);
+    assert!(is_in_reboot_loop(&w, SystemTime::now()), "{w:?}");
+    let lines = portainer.logs(&name, 100).unwrap();
+    assert!(
+        lines.iter().filter(|l| *l == "crasher failing").count() > 3,
+        "{lines:?}"
+    );
+    portainer.remove(&name).unwrap();
+}
+
+#[test]
+fn check_with_selector_portainer_lists_through_the_stand_in() {
+    let f = Fixture::new("portainer-check");
+    let ca = f.ca_path.display().to_string();
+    let env = |key: &'static str| {
+        [
+            ("MANAGER__ID", f.manager.as_str()),
+            ("OPENCTI__DAEMON__SELECTOR", "portainer"),
+            ("OPENCTI__DAEMON__PORTAINER__API", f.stand_in.url.as_str()),
+            ("OPENCTI__DAEMON__PORTAINER__API_KEY", key),
+            ("OPENCTI__DAEMON__PORTAINER__ENV_ID", ENV_ID),
+            ("OPENCTI__DAEMON__PORTAINER__CA_FILE", ca.as_str()),
+        ]
+    };
+    let out = check_output("portainer-check", &env(KEY));
+    assert!(
+        out.contains("✔ opencti orchestrator: reachable, 0 workload(s) of this manager"),
+        "{out}"
+    );
+    assert!(f.stand_in.seen().iter().all(|r| r.key_ok));
+    let out = check_output("portainer-check", &env("ptr_not-the-key-77"));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("✘ opencti orchestrator"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("check opencti.daemon.portainer.api_key"),
+        "{out}"
+    );
+    assert!(!out.contains("not-the-key-77"), "{out}");
 }

@@ -11,16 +11,16 @@ use std::sync::Once;
 use std::time::{Duration, SystemTime};
 
 use common::engine::{
-    CRASHER, REGISTRY, TICKER, assert_clean_ticker_lines, deploy_five, engine, engine_json,
-    eventually, manager_filter, named, require_engine, socket_path, spec, test_registry, unique,
-    vars,
+    CRASHER, REGISTRY, TICKER, assert_clean_ticker_lines, check_output, deploy_five, engine,
+    engine_json, eventually, manager_filter, named, query, require_engine, socket_path, spec,
+    test_registry, unique, vars,
 };
 use common::portainer::{ENV_ID, StandIn};
 use common::tls::TestCa;
 use serde_json::{Value, json};
 use xtm_composer::config::{Selector, Settings};
 use xtm_composer::http::{self, ClientOptions};
-use xtm_composer::orchestrator::docker::Client;
+use xtm_composer::orchestrator::docker::{Client, Docker};
 use xtm_composer::orchestrator::swarm::Swarm;
 use xtm_composer::orchestrator::{Error, Orchestrator, Workload, WorkloadState};
 use xtm_composer::platform::PlatformKind;
@@ -462,4 +462,59 @@ fn operations_on_a_missing_service_are_not_found() {
         );
     }
     assert!(swarm.list().unwrap().is_empty());
+}
+
+#[test]
+fn check_with_selector_swarm_lists_the_services() {
+    require_swarm();
+    let manager = unique("swarm-check");
+    let _cleanup = Cleanup(manager.clone());
+    let swarm = Swarm::new(
+        &settings(&manager, json!({"network": "host"})),
+        PlatformKind::OpenCti,
+    )
+    .unwrap();
+    swarm
+        .deploy(&spec(&format!("{manager}-a"), TICKER, "h", vec![], false))
+        .unwrap();
+    let out = check_output(
+        "swarm-check",
+        &[
+            ("MANAGER__ID", manager.as_str()),
+            ("OPENCTI__DAEMON__SELECTOR", "swarm"),
+        ],
+    );
+    assert!(
+        out.contains("✔ opencti orchestrator: reachable, 1 workload(s) of this manager"),
+        "{out}"
+    );
+}
+
+#[test]
+fn task_containers_are_not_listed_as_docker_containers_of_the_manager() {
+    require_swarm();
+    let manager = unique("swarm-docker");
+    let _cleanup = Cleanup(manager.clone());
+    let s = settings(&manager, json!({"network": "host"}));
+    let swarm = Swarm::new(&s, PlatformKind::OpenCti).unwrap();
+    let name = format!("{manager}-a");
+    swarm
+        .deploy(&spec(&name, TICKER, "h", vec![], true))
+        .unwrap();
+    listed_as(&swarm, &name, WorkloadState::Running);
+    // The task's container exists on this engine, under the swarm's own labels ...
+    let filter = query(&format!(
+        "{{\"label\":[\"com.docker.swarm.service.name={name}\"]}}"
+    ));
+    let tasks = engine_json(&format!("/containers/json?filters={filter}"));
+    let tasks = tasks.as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert!(
+        tasks[0]["Labels"].get("opencti-manager").is_none(),
+        "{tasks:?}"
+    );
+    // ... so the Docker orchestrator of the same manager id does not take it for its own.
+    let docker = Docker::new(&s, PlatformKind::OpenCti).unwrap();
+    assert!(docker.list().unwrap().is_empty());
+    swarm.remove(&name).unwrap();
 }

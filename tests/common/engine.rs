@@ -180,3 +180,25 @@ pub fn assert_clean_ticker_lines(lines: &[String]) {
         );
     }
 }
+
+/// What `xtm-composer check` prints with the shipped `config/default.yaml`,
+/// a clean environment and `env` (the engine's `DOCKER_HOST` passed on).
+pub fn check_output(test: &str, env: &[(&str, &str)]) -> String {
+    let dir = std::env::temp_dir().join(format!("{}-config", unique(test)));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy("config/default.yaml", dir.join("default.yaml")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtm-composer"));
+    cmd.args(["check", "--config", dir.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    if let Ok(host) = std::env::var("DOCKER_HOST") {
+        cmd.env("DOCKER_HOST", host);
+    }
+    let out = cmd.envs(env.iter().copied()).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
