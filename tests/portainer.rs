@@ -338,3 +338,13 @@ fn check_with_selector_portainer_lists_through_the_stand_in() {
     );
     assert!(!out.contains("not-the-key-77"), "{out}");
 }
+
+#[test]
+fn the_engine_runs_five_connectors_through_portainer() {
+    let f = Fixture::new("portainer-e2e");
+    let mut s = f.settings(|_| {});
+    s.opencti.daemon.registry = Some(test_registry());
+    let portainer = Portainer::new(&s, PlatformKind::OpenCti).unwrap();
+    common::e2e::five_connectors_through_the_engine(std::sync::Arc::new(portainer), &f.manager);
+    assert!(f.stand_in.seen().iter().all(|r| r.key_ok));
+}

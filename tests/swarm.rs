@@ -518,3 +518,13 @@ fn task_containers_are_not_listed_as_docker_containers_of_the_manager() {
     assert!(docker.list().unwrap().is_empty());
     swarm.remove(&name).unwrap();
 }
+
+#[test]
+fn the_engine_runs_five_connectors_as_services() {
+    require_swarm();
+    let manager = unique("swarm-e2e");
+    let _cleanup = Cleanup(manager.clone());
+    let s = with_registry(settings(&manager, json!({"network": "host"})));
+    let swarm = Swarm::new(&s, PlatformKind::OpenCti).unwrap();
+    common::e2e::five_connectors_through_the_engine(std::sync::Arc::new(swarm), &manager);
+}
