@@ -348,3 +348,11 @@ fn the_engine_runs_five_connectors_through_portainer() {
     common::e2e::five_connectors_through_the_engine(std::sync::Arc::new(portainer), &f.manager);
     assert!(f.stand_in.seen().iter().all(|r| r.key_ok));
 }
+
+#[test]
+fn the_engine_reports_a_crash_loop_through_portainer() {
+    let f = Fixture::new("portainer-e2e-crash");
+    let portainer = f.portainer(|_| {});
+    let id = format!("{}-crasher", f.manager);
+    common::e2e::a_crash_loop_reaches_the_platform(std::sync::Arc::new(portainer), &id);
+}

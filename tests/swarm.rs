@@ -528,3 +528,18 @@ fn the_engine_runs_five_connectors_as_services() {
     let swarm = Swarm::new(&s, PlatformKind::OpenCti).unwrap();
     common::e2e::five_connectors_through_the_engine(std::sync::Arc::new(swarm), &manager);
 }
+
+#[test]
+fn the_engine_reports_a_crashing_service_as_a_reboot_loop() {
+    require_swarm();
+    let manager = unique("swarm-e2e-crash");
+    let _cleanup = Cleanup(manager.clone());
+    // One second between restarts instead of the engine's five.
+    let s = settings(
+        &manager,
+        json!({"network": "host", "restart_delay": 1_000_000_000_i64}),
+    );
+    let swarm = Swarm::new(&s, PlatformKind::OpenCti).unwrap();
+    let id = format!("{manager}-crasher");
+    common::e2e::a_crash_loop_reaches_the_platform(std::sync::Arc::new(swarm), &id);
+}

@@ -1,7 +1,8 @@
 //! The whole engine (real OpenCTI client, reconcile, executor) between the fake
 //! OpenCTI and a real orchestrator: five ticker connectors go through deploy,
 //! start, stop, refresh and removal, and the platform receives their statuses,
-//! health and clean log lines. Shared by the Portainer and Swarm tests.
+//! health and clean log lines; a crash-looping one is reported as a reboot
+//! loop. Shared by the Portainer and Swarm tests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +13,13 @@ use xtm_composer::config::Settings;
 use xtm_composer::crypto::{Decryptor, Key};
 use xtm_composer::engine::{Decrypt, Engine, Options};
 use xtm_composer::env::Context;
-use xtm_composer::orchestrator::{Orchestrator, Workload, WorkloadState};
+use xtm_composer::orchestrator::{
+    EnvValue, EnvVar, HASH_MARKER, Orchestrator, Spec, Workload, WorkloadState,
+};
 use xtm_composer::platform::{Platform, PlatformKind, opencti};
 use xtm_composer::secret::Secret;
 
-use super::engine::{TICKER, assert_clean_ticker_lines, eventually};
+use super::engine::{CRASHER, TICKER, assert_clean_ticker_lines, eventually};
 use super::fake_opencti::{FakeOpenCti, connector};
 
 const TOKEN: &str = "e2e-orchestrator-token";
@@ -173,4 +176,39 @@ pub fn five_connectors_through_the_engine(orchestrator: Arc<dyn Orchestrator>, p
     w.cycle();
     w.cycle();
     assert!(orchestrator.list().unwrap().is_empty());
+}
+
+/// A connector whose container keeps crashing (image `CRASHER`, already
+/// restarted more than 3 times when the engine first sees it) reaches the
+/// platform as a reboot loop; the engine adopts the workload, does not replace it.
+pub fn a_crash_loop_reaches_the_platform(orchestrator: Arc<dyn Orchestrator>, id: &str) {
+    let spec = Spec {
+        name: id.into(),
+        connector_id: id.into(),
+        platform: PlatformKind::OpenCti,
+        image: CRASHER.into(),
+        hash: "h1".into(),
+        env: vec![EnvVar {
+            key: HASH_MARKER.into(),
+            value: EnvValue::Plain("h1".into()),
+        }],
+        start: true,
+    };
+    orchestrator.deploy(&spec).unwrap();
+    eventually(LIMIT, "more than 3 restarts", || {
+        listed(&*orchestrator, id).filter(|w| w.restart_count > 3)
+    });
+    let mut w = world(
+        Arc::clone(&orchestrator),
+        vec![connector(id, id, CRASHER, "h1", "starting", vec![])],
+    );
+    w.engine.alive_tick();
+    let health = w.until("a health report", |fake| fake.health(id));
+    println!("{id}: health reported {health}");
+    assert_eq!(health["is_in_reboot_loop"], true, "{health}");
+    assert!(health["restart_count"].as_i64().unwrap() > 3, "{health}");
+    w.fake.set_connectors(vec![]);
+    w.cycle();
+    w.cycle();
+    assert!(listed(&*orchestrator, id).is_none());
 }
