@@ -88,6 +88,13 @@ fn settings(manager: &str, swarm: Value) -> Settings {
     s
 }
 
+/// A Swarm orchestrator whose tasks restart one second after a failure
+/// instead of the engine's five, so a crash loop shows quickly.
+fn quick_restarts(manager: &str) -> Swarm {
+    let options = json!({"network": "host", "restart_delay": 1_000_000_000_i64});
+    Swarm::new(&settings(manager, options), PlatformKind::OpenCti).unwrap()
+}
+
 fn with_registry(mut s: Settings) -> Settings {
     s.opencti.daemon.registry = Some(test_registry());
     s
@@ -217,12 +224,7 @@ fn a_crashing_service_is_reported_as_a_reboot_loop() {
     require_swarm();
     let manager = unique("swarm-crash");
     let _cleanup = Cleanup(manager.clone());
-    // One second between restarts instead of the engine's five.
-    let s = settings(
-        &manager,
-        json!({"network": "host", "restart_delay": 1_000_000_000_i64}),
-    );
-    let swarm = Swarm::new(&s, PlatformKind::OpenCti).unwrap();
+    let swarm = quick_restarts(&manager);
     let name = format!("{manager}-a");
     swarm
         .deploy(&spec(&name, CRASHER, "h", vec![], true))
@@ -534,12 +536,7 @@ fn the_engine_reports_a_crashing_service_as_a_reboot_loop() {
     require_swarm();
     let manager = unique("swarm-e2e-crash");
     let _cleanup = Cleanup(manager.clone());
-    // One second between restarts instead of the engine's five.
-    let s = settings(
-        &manager,
-        json!({"network": "host", "restart_delay": 1_000_000_000_i64}),
-    );
-    let swarm = Swarm::new(&s, PlatformKind::OpenCti).unwrap();
+    let swarm = quick_restarts(&manager);
     let id = format!("{manager}-crasher");
     common::e2e::a_crash_loop_reaches_the_platform(std::sync::Arc::new(swarm), &id);
 }

@@ -9,7 +9,7 @@ use super::wire::{ConfigSpec, IdResponse, Service, ServiceInspect, Task};
 use crate::orchestrator::Error;
 use crate::orchestrator::docker::Client;
 use crate::orchestrator::docker::client::{
-    Payload, encode, expect_success, label_filter, read_json, read_logs,
+    Payload, encode, expect_success, label_filter, read_json,
 };
 use crate::secret::Secret;
 
@@ -26,8 +26,7 @@ impl Client {
     pub(crate) fn list_services(&self, label: &str) -> Result<Vec<Service>, Error> {
         const OP: &str = "list services";
         let path = format!("/services?filters={}", label_filter(label));
-        let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
-        expect_success(OP, label, resp).and_then(|r| read_json(OP, r))
+        self.get_json(OP, &path, label)
     }
 
     /// `GET /tasks` for the tasks of services carrying `label`: the engine
@@ -35,16 +34,14 @@ impl Client {
     pub(crate) fn list_tasks(&self, label: &str) -> Result<Vec<Task>, Error> {
         const OP: &str = "list tasks";
         let path = format!("/tasks?filters={}", label_filter(label));
-        let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
-        expect_success(OP, label, resp).and_then(|r| read_json(OP, r))
+        self.get_json(OP, &path, label)
     }
 
     /// `GET /services/{id}` (a name works too), with the spec kept whole.
     pub(crate) fn inspect_service(&self, name: &str) -> Result<ServiceInspect, Error> {
         const OP: &str = "inspect service";
         let path = format!("/services/{}", encode(name));
-        let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
-        expect_success(OP, name, resp).and_then(|r| read_json(OP, r))
+        self.get_json(OP, &path, name)
     }
 
     /// `POST /services/create`, with `X-Registry-Auth` when given so that
@@ -88,8 +85,7 @@ impl Client {
     pub(crate) fn remove_service(&self, name: &str) -> Result<(), Error> {
         const OP: &str = "remove service";
         let path = format!("/services/{}", encode(name));
-        let resp = self.call(OP, Method::DELETE, &path, Payload::Empty, None, None)?;
-        expect_success(OP, name, resp).map(drop)
+        self.act(OP, Method::DELETE, &path, name)
     }
 
     /// `GET /services/{id}/logs`: the last `tail` lines of every task, on any
@@ -100,16 +96,14 @@ impl Client {
             "/services/{}/logs?follow=false&stdout=true&stderr=true&timestamps=false&tail={tail}",
             encode(name)
         );
-        let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
-        read_logs(OP, expect_success(OP, name, resp)?, tail, false)
+        self.get_logs(OP, &path, name, tail, false)
     }
 
     /// `GET /configs/{id}` (a name works too): the config's id.
     pub(crate) fn inspect_config(&self, name: &str) -> Result<String, Error> {
         const OP: &str = "inspect config";
         let path = format!("/configs/{}", encode(name));
-        let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
-        let found: IdResponse = expect_success(OP, name, resp).and_then(|r| read_json(OP, r))?;
+        let found: IdResponse = self.get_json(OP, &path, name)?;
         Ok(found.id)
     }
 
