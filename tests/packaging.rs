@@ -196,6 +196,17 @@ fn the_deb_lists_its_files_modes_and_conffiles() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Purges the package when the test ends, failed or not: the machine is left as found.
+struct Purge;
+
+impl Drop for Purge {
+    fn drop(&mut self) {
+        if is_installed() {
+            let _ = run("dpkg", &["--purge", "xtm-composer"]);
+        }
+    }
+}
+
 fn is_installed() -> bool {
     let o = run("dpkg-query", &["-W", "-f=${Status}", "xtm-composer"]);
     o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("not-installed")
@@ -211,6 +222,7 @@ fn the_deb_installs_verifies_and_removes_cleanly() {
     if is_installed() {
         ok("dpkg", &["--purge", "xtm-composer"]);
     }
+    let _purge = Purge;
     ok("dpkg", &["-i", deb().to_str().unwrap()]);
 
     // Files where listed, with owners and modes; the user is in the docker group.
@@ -227,9 +239,10 @@ fn the_deb_installs_verifies_and_removes_cleanly() {
         ok("/usr/bin/xtm-composer", &["--version"]).trim(),
         format!("xtm-composer {VERSION}")
     );
-    assert_eq!(
-        std::fs::read_to_string("/etc/xtm-composer/default.yaml").unwrap(),
-        std::fs::read_to_string("config/default.yaml").unwrap()
+    assert!(
+        std::fs::read_to_string("/etc/xtm-composer/default.yaml").unwrap()
+            == std::fs::read_to_string("config/default.yaml").unwrap(),
+        "installed default.yaml differs from config/default.yaml: re-run scripts/package.sh"
     );
 
     // systemd accepts the installed unit (ExecStart exists, man page resolves).
@@ -466,6 +479,31 @@ fn the_scratch_image_runs_version_and_check_as_non_root_with_the_binary_as_pid_1
     );
     let saved = artefact(&format!("xtm-composer-image-{VERSION}.tar.gz"));
     assert!(std::fs::metadata(saved).unwrap().len() > 1_000_000);
+
+    // The image's file system: owners and modes as staged (0750 configuration folder).
+    let created = format!("xtm-pkg-export-{}", std::process::id());
+    let _ = docker(&["rm", "-f", &created]);
+    docker_ok(&["create", "--name", &created, &image]);
+    let export = Container(created);
+    let tar = std::env::temp_dir().join(format!("{}.tar", export.0));
+    docker_ok(&["export", "-o", tar.to_str().unwrap(), &export.0]);
+    let listing = ok("tar", &["-tvf", tar.to_str().unwrap(), "--numeric-owner"]);
+    std::fs::remove_file(&tar).unwrap();
+    for (path, m, owner) in [
+        ("usr/local/bin/xtm-composer", "-rwxr-xr-x", "0/0"),
+        ("etc/xtm-composer/", "drwxr-x---", "0/10001"),
+        ("etc/xtm-composer/default.yaml", "-rw-r-----", "0/10001"),
+        ("etc/ssl/certs/ca-certificates.crt", "-rw-r--r--", "0/0"),
+        ("etc/passwd", "-rw-r--r--", "0/0"),
+    ] {
+        let line = listing
+            .lines()
+            .find(|l| l.ends_with(&format!(" {path}")))
+            .unwrap_or_else(|| panic!("{path} not in the image:\n{listing}"));
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((f[0], f[1]), (m, owner), "{line}");
+    }
+    drop(export);
 
     // No glibc, no shell, nothing but the binary: --version runs.
     let version = docker_ok(&["run", "--rm", "--network=none", &image, "--version"]);
