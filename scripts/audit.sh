@@ -29,6 +29,8 @@ git -C "$db" -c user.name=audit -c user.email=audit@localhost commit -qm "snapsh
 echo "audit: advisory database $(basename "$snapshot"), $(find "$db/crates" -name '*.md' | wc -l) advisories"
 
 XTM_ADVISORY_DBS=$dbs cargo deny --offline --locked check --show-stats
-crates=$(cargo metadata --locked --offline --format-version 1 --filter-platform x86_64-unknown-linux-musl |
-  grep -o '"id":"[^"]*"' | sort -u | wc -l)
-echo "audit: passed; $crates packages in the graph for x86_64-unknown-linux-musl (dev and build included), $(( $(date +%s) - t0 )) s"
+count() { # distinct crates (the root excluded) over the dependency kinds given
+  cargo tree --locked --offline --target x86_64-unknown-linux-musl -e "$1" --prefix none |
+    sed 's/ (\*)$//; s/ (proc-macro)$//' | grep -v '^xtm-composer ' | sort -u | wc -l
+}
+echo "audit: passed; crates: $(count normal) compiled into the binary, $(count normal,build,dev) with build and dev dependencies; $(( $(date +%s) - t0 )) s"
