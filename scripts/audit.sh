@@ -14,6 +14,10 @@ if ! cargo deny --version 2>/dev/null | grep -q "cargo-deny $DENY_VERSION"; then
   echo "audit: cargo-deny $DENY_VERSION installed in $(( $(date +%s) - t0 )) s"
 fi
 
+# The network step first: every package in Cargo.lock, all platforms (cargo-deny reads every
+# manifest; a fresh CI machine only has what clippy compiled). Everything after is offline.
+cargo fetch --locked --quiet
+
 # cargo-deny opens the database as a git repository at <db-path>/advisory-db-<hash of the
 # URL>; the snapshot is a plain tree, so it is committed into a fresh repository there.
 snapshot=$(ls packaging/advisory-db/advisory-db-*.tar.gz)
