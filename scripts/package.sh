@@ -35,6 +35,7 @@ else
   # For tests/packaging.rs: `systemd-analyze verify` also resolves the unit's man: link.
   command -v systemd-analyze >/dev/null || need+=(systemd)
   command -v man >/dev/null || need+=(man-db)
+  command -v strace >/dev/null || need+=(strace)   # the unit's syscall filter against real calls
   [[ -f /etc/ssl/certs/ca-certificates.crt ]] || need+=(ca-certificates)
   if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -393,6 +394,126 @@ fn the_unit_is_hardened_to_an_exposure_of_at_most_2() {
     ] {
         assert!(text.contains(directive), "{directive:?} missing");
     }
+}
+
+/// Every system call in a systemd syscall group, nested groups expanded.
+fn syscall_group(group: &str, seen: &mut HashSet<String>) -> HashSet<String> {
+    let mut calls = HashSet::new();
+    for line in ok("systemd-analyze", &["syscall-filter", "--no-pager", group]).lines() {
+        let name = line.trim();
+        if name.starts_with('@') && name != group {
+            if seen.insert(name.to_string()) {
+                calls.extend(syscall_group(name, seen));
+            }
+        } else if !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            calls.insert(name.to_string());
+        }
+    }
+    calls
+}
+
+/// System call names in an `strace -f` output file.
+fn traced_calls(trace: &Path) -> HashSet<String> {
+    std::fs::read_to_string(trace)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let call = l.split_once(' ')?.1.trim_start();
+            let name = call.split('(').next()?;
+            (call.contains('(')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .then(|| name.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn every_system_call_of_check_and_run_passes_the_units_filter() {
+    // The unit allows @system-service minus @privileged and @resources. Without a running
+    // systemd here, the release binary's real calls are traced instead: `check` and `run`
+    // (platform over TCP, dockerd over its socket, notify, SIGTERM) against the filter.
+    let bin = artefact("xtm-composer");
+    let dir = std::env::temp_dir().join(format!("xtm-strace-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy("config/default.yaml", dir.join("default.yaml")).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap();
+    let key = dir.join("private.pem");
+    std::fs::write(
+        &key,
+        v["rsa2048"]["private_key_pkcs8_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let fake = FakeOpenCti::start(TOKEN);
+    let notify = std::os::unix::net::UnixDatagram::bind(dir.join("notify.sock")).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let traced = |command: &str, trace: &Path| {
+        let mut c = Command::new("strace");
+        c.args(["-f", "-qq", "-o"])
+            .arg(trace)
+            .arg(&bin)
+            .args([command, "--config", dir.to_str().unwrap()])
+            .env("MANAGER__ID", format!("pkg-strace-{}", std::process::id()))
+            .env("MANAGER__CREDENTIALS_KEY_FILEPATH", &key)
+            .env("OPENCTI__URL", fake.url())
+            .env("OPENCTI__TOKEN", TOKEN)
+            .env("OPENCTI__DAEMON__SELECTOR", "docker")
+            .env("NOTIFY_SOCKET", dir.join("notify.sock"))
+            .env("WATCHDOG_USEC", "1000000")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let check = traced("check", &dir.join("check.trace"))
+        .status()
+        .expect("strace (scripts/package.sh installs it)");
+    assert!(check.success(), "check failed under strace");
+    let mut strace = traced("run", &dir.join("run.trace")).spawn().unwrap();
+    let mut buf = [0u8; 256];
+    for awaited in ["READY=1", "WATCHDOG=1"] {
+        let n = notify
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no {awaited}: {e}"));
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with(awaited));
+    }
+    // The composer is strace's child: SIGTERM goes to it, as systemd would send it.
+    let composer = ok("pgrep", &["-P", &strace.id().to_string()]);
+    ok("kill", &["-TERM", composer.trim()]);
+    assert!(
+        strace.wait().unwrap().success(),
+        "run did not exit 0 on SIGTERM"
+    );
+
+    let mut used = traced_calls(&dir.join("check.trace"));
+    used.extend(traced_calls(&dir.join("run.trace")));
+    let allowed = syscall_group("@system-service", &mut HashSet::new());
+    let mut denied = syscall_group("@privileged", &mut HashSet::new());
+    denied.extend(syscall_group("@resources", &mut HashSet::new()));
+    assert!(used.len() > 15 && allowed.len() > 100, "{used:?}");
+    let mut outside: Vec<_> = used
+        .iter()
+        .filter(|c| !allowed.contains(*c) || denied.contains(*c))
+        .collect();
+    outside.sort();
+    println!(
+        "{} distinct system calls traced, all within the unit's filter",
+        used.len()
+    );
+    assert!(
+        outside.is_empty(),
+        "calls the unit's SystemCallFilter refuses: {outside:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn docker(args: &[&str]) -> Output {
