@@ -3,6 +3,8 @@
 //! Portainer, Swarm and Kubernetes implement. One `list()` per cycle returns
 //! every workload of this manager (CONTRACT §5, §6; DESIGN principle 2).
 
+pub mod kubernetes;
+
 use std::fmt;
 
 use crate::platform::PlatformKind;
