@@ -22,6 +22,12 @@ pub trait Decrypt: Send + Sync {
     fn decrypt(&self, value: &str) -> Result<Secret, String>;
 }
 
+impl Decrypt for crate::crypto::Decryptor {
+    fn decrypt(&self, value: &str) -> Result<Secret, String> {
+        crate::crypto::Decryptor::decrypt(self, value).map_err(|e| e.to_string())
+    }
+}
+
 /// Timings and switches of one platform loop.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -156,7 +162,14 @@ impl Engine {
             }
             return;
         };
-        match self.platform.ping() {
+        let pinged = self.platform.ping().and_then(|v| {
+            if self.platform.ping_reports_current_version() {
+                Ok(v)
+            } else {
+                self.platform.version()
+            }
+        });
+        match pinged {
             Ok(v) if v.trim() != known.trim() => {
                 log::info!(
                     "{}: platform version changed {known} -> {v}: registering again",

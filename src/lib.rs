@@ -7,9 +7,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod engine;
 pub mod env;
+pub mod http;
+pub mod logging;
 pub mod logs;
 pub mod names;
 pub mod orchestrator;

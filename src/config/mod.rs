@@ -1,7 +1,17 @@
 //! Settings: the typed configuration of CONTRACT §7 (keys, types, defaults).
-//! Loading and layering (default.yaml → $COMPOSER_ENV.yaml → env `A__B__C`) and
-//! validation live in `load` and `validate`; this file is only the shape.
+//! Loading and layering (default.yaml → $COMPOSER_ENV.yaml → env `A__B__C`) live
+//! in `files`, `keys` and `load`, the rules on values in `validate`; this file is
+//! only the shape.
 //! Keys added beyond the existing composer are optional and marked "ours".
+
+mod error;
+mod files;
+mod keys;
+mod load;
+mod validate;
+
+pub use error::{ConfigError, Origin, is_secret_key};
+pub use load::{Loaded, load};
 
 use std::collections::BTreeMap;
 
@@ -11,7 +21,7 @@ use crate::platform::PlatformKind;
 use crate::secret::Secret;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     pub manager: Manager,
@@ -62,7 +72,7 @@ impl Settings {
 }
 
 /// `manager.*`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Manager {
     pub id: String,
@@ -101,16 +111,20 @@ impl Default for Manager {
 }
 
 /// `manager.logger.*`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Logger {
     pub level: String,
     /// `json` or `pretty`.
     pub format: String,
-    /// File logging on/off (accepted for compatibility; see README).
+    /// File logging on/off: writes to `file` when that is set.
     pub directory: bool,
-    /// Console logging on/off.
+    /// Console (stderr) logging on/off.
     pub console: bool,
+    /// Ours: the log file (JSON lines, appended; rotate it with logrotate
+    /// `copytruncate`). Unset: no file, whatever `directory` says, since the
+    /// existing composer's default never wrote one either (D11).
+    pub file: Option<String>,
 }
 
 impl Default for Logger {
@@ -120,12 +134,13 @@ impl Default for Logger {
             format: "json".into(),
             directory: true,
             console: true,
+            file: None,
         }
     }
 }
 
 /// `manager.debug.*`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct DebugSettings {
     pub show_env_vars: bool,
@@ -133,7 +148,7 @@ pub struct DebugSettings {
 }
 
 /// `opencti.*` / `openaev.*`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct PlatformSettings {
     pub enable: bool,
@@ -197,7 +212,7 @@ pub enum Selector {
 }
 
 /// `{p}.daemon.*`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct Daemon {
     pub selector: Selector,
@@ -209,7 +224,7 @@ pub struct Daemon {
 }
 
 /// `{p}.daemon.registry.*`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct Registry {
     pub server: Option<String>,
@@ -219,7 +234,7 @@ pub struct Registry {
 }
 
 /// `{p}.daemon.kubernetes.*`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct KubernetesSettings {
     pub image_pull_policy: Option<String>,
@@ -238,7 +253,7 @@ pub struct KubernetesSettings {
 }
 
 /// `{p}.daemon.portainer.*`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct PortainerSettings {
     pub api: Option<String>,
@@ -259,7 +274,7 @@ pub struct Ulimit {
 }
 
 /// `{p}.daemon.docker.*`: HostConfig options (§6.1) plus ours.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct DockerOptions {
     pub network_mode: Option<String>,

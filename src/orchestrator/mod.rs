@@ -3,6 +3,7 @@
 //! Portainer, Swarm and Kubernetes implement. One `list()` per cycle returns
 //! every workload of this manager (CONTRACT §5, §6; DESIGN principle 2).
 
+pub mod docker;
 pub mod kubernetes;
 
 use std::fmt;

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine, as root:
+#   installs what the tests need (Debian's docker.io, docker-registry, busybox-static),
+#   starts a real dockerd (no bridge, no iptables) and an authenticated local registry
+#   on 127.0.0.1:5000, builds the test images locally, then runs every test.
+# Stops dockerd and the registry on exit. Nothing is pulled from the internet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+started=()
+cleanup() {
+  for s in "${started[@]}"; do bash "scripts/$s" stop >/dev/null 2>&1 || true; done
+}
+trap cleanup EXIT
+
+t0=$(date +%s)
+if [[ $(id -u) -ne 0 ]]; then
+  echo "scripts/test.sh: run as root (it installs packages and starts dockerd)" >&2
+  exit 1
+fi
+if ! command -v cc >/dev/null || ! command -v curl >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc curl >/dev/null
+fi
+
+# Stop on exit only what this run started (a developer's running engine stays up).
+sock=/var/run/docker.sock
+if ! curl -fsS --max-time 2 --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1; then
+  started+=(start-dockerd.sh)
+fi
+bash scripts/start-dockerd.sh
+if ! curl -s -o /dev/null --max-time 2 http://127.0.0.1:5000/v2/; then
+  started+=(start-registry.sh)
+fi
+CIREG_AUTH=1 bash scripts/start-registry.sh
+bash scripts/make-test-images.sh
+echo "engines ready after $(( $(date +%s) - t0 )) s"
+
+cargo build --all-targets --locked
+cargo test --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
+echo "scripts/test.sh: all tests ran in $(( $(date +%s) - t0 )) s"

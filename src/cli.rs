@@ -1,0 +1,395 @@
+//! The commands behind `main`: start-up (config, logging, key, clients),
+//! `run`, `plan` and `check`. Start-up problems print what is wrong, where it
+//! came from and what to do, then exit non-zero — never a backtrace (DESIGN 8).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, bounded};
+
+use crate::config::{self, Loaded, Selector, Settings};
+use crate::crypto::{Decryptor, Key};
+use crate::engine::{Decrypt, Engine, Options};
+use crate::env;
+use crate::logs::{self, LogJob};
+use crate::orchestrator::Orchestrator;
+use crate::orchestrator::docker::Docker;
+use crate::platform::{Platform, PlatformKind, openaev, opencti};
+
+/// Exit status for configuration and start-up errors.
+const EXIT_CONFIG: u8 = 2;
+/// How many log jobs may wait for the shipper before loops skip a schedule.
+const LOG_QUEUE: usize = 1024;
+
+fn load(dir: Option<&Path>, env: &[(String, String)]) -> Result<Loaded, ExitCode> {
+    config::load(dir, env).map_err(|problems| {
+        eprintln!(
+            "xtm-composer: the configuration has {} problem(s):",
+            problems.len()
+        );
+        for p in &problems {
+            eprintln!("  - {p}");
+        }
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn load_key(settings: &Settings) -> Result<Key, String> {
+    let (key, warnings) = Key::load(&settings.manager).map_err(|e| e.to_string())?;
+    for w in warnings {
+        log::warn!("{w}");
+    }
+    Ok(key)
+}
+
+fn orchestrator_for(
+    settings: &Settings,
+    kind: PlatformKind,
+) -> Result<Arc<dyn Orchestrator>, String> {
+    let selector = settings.platform(kind).daemon.selector;
+    match selector {
+        Selector::Docker => Docker::new(settings, kind)
+            .map(|d| Arc::new(d) as Arc<dyn Orchestrator>)
+            .map_err(|e| e.to_string()),
+        other => Err(format!(
+            "{kind}.daemon.selector = {other:?}: this build supports only `docker` so far; \
+             set {}__DAEMON__SELECTOR=docker",
+            kind.as_str().to_uppercase()
+        )),
+    }
+}
+
+fn platform_for(
+    settings: &Settings,
+    kind: PlatformKind,
+    key: &Key,
+) -> Result<Arc<dyn Platform>, String> {
+    let m = &settings.manager;
+    match kind {
+        PlatformKind::OpenCti => {
+            opencti::Client::new(&settings.opencti, &m.id, &m.name, key.public_pkcs1_pem())
+                .map(|c| Arc::new(c) as Arc<dyn Platform>)
+                .map_err(|e| format!("opencti client: {e}"))
+        }
+        PlatformKind::OpenAev => {
+            openaev::Client::new(&settings.openaev, &m.id, &m.name, key.public_spki_pem())
+                .map(|c| Arc::new(c) as Arc<dyn Platform>)
+                .map_err(|e| format!("openaev client: {e}"))
+        }
+    }
+}
+
+fn enabled(settings: &Settings) -> Vec<PlatformKind> {
+    [PlatformKind::OpenCti, PlatformKind::OpenAev]
+        .into_iter()
+        .filter(|k| settings.platform(*k).enable)
+        .collect()
+}
+
+/// Builds one engine per enabled platform.
+///
+/// # Errors
+/// The first platform whose client or orchestrator cannot be built.
+pub fn engines(
+    settings: &Settings,
+    decryptor: &Arc<Decryptor>,
+    process_env: &[(String, String)],
+    logs: Option<crossbeam_channel::Sender<LogJob>>,
+) -> Result<Vec<Engine>, String> {
+    let m = &settings.manager;
+    let mut out = Vec::new();
+    for kind in enabled(settings) {
+        let p = settings.platform(kind);
+        let platform = platform_for(settings, kind, decryptor.key())?;
+        let orchestrator = orchestrator_for(settings, kind)?;
+        let ca = p.with_proxy && !p.https_proxy_ca.is_empty();
+        let options = Options {
+            execute_every: std::time::Duration::from_secs(m.execute_schedule),
+            ping_every: std::time::Duration::from_secs(m.ping_alive_schedule),
+            logs_every: std::time::Duration::from_secs(p.logs_schedule),
+            max_parallel: m.max_parallel,
+            name_prefix: m.name_prefix.clone(),
+            show_env_vars: m.debug.show_env_vars,
+            show_sensitive_env_vars: m.debug.show_sensitive_env_vars,
+        };
+        let ctx = env::Context::new(settings, kind, process_env, ca);
+        let decrypt: Arc<dyn Decrypt> = decryptor.clone();
+        out.push(Engine::new(
+            platform,
+            orchestrator,
+            decrypt,
+            ctx,
+            options,
+            logs.clone(),
+        ));
+    }
+    Ok(out)
+}
+
+fn startup(
+    dir: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<(Settings, Arc<Decryptor>), ExitCode> {
+    let loaded = load(dir, env)?;
+    if let Err(e) = crate::logging::init(&loaded.settings) {
+        eprintln!("xtm-composer: {e}");
+        return Err(ExitCode::from(EXIT_CONFIG));
+    }
+    log::info!("configuration from {}", loaded.dir.display());
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    let key = load_key(&loaded.settings).map_err(|e| {
+        log::error!("private key: {e}");
+        eprintln!("xtm-composer: private key: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    Ok((loaded.settings, Arc::new(Decryptor::new(key))))
+}
+
+fn spawn_engine(
+    mut engine: Engine,
+    shutdown: Receiver<()>,
+    beat: Arc<dyn Fn() + Send + Sync>,
+) -> std::io::Result<JoinHandle<()>> {
+    let name = format!("{}-loop", engine.platform.kind());
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || engine.run(&shutdown, &*beat))
+}
+
+/// `run`: until SIGTERM/SIGINT. `beat` is called by each loop after every wake-up.
+pub fn run(
+    dir: Option<&Path>,
+    env: &[(String, String)],
+    beat: Arc<dyn Fn() + Send + Sync>,
+) -> ExitCode {
+    let (settings, decryptor) = match startup(dir, env) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let (stop_tx, stop_rx) = bounded::<()>(0);
+    let (log_tx, log_rx) = bounded::<LogJob>(LOG_QUEUE);
+    let engines = match engines(&settings, &decryptor, env, Some(log_tx)) {
+        Ok(e) => e,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("xtm-composer: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut threads = Vec::new();
+    let started = crate::signals::spawn(stop_tx).and_then(|_| {
+        let (jobs, stop) = (log_rx, stop_rx.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("log-shipper".into())
+                .spawn(move || logs::run(&jobs, &stop))?,
+        );
+        for e in engines {
+            threads.push(spawn_engine(e, stop_rx.clone(), Arc::clone(&beat))?);
+        }
+        Ok(())
+    });
+    if let Err(e) = started {
+        eprintln!("xtm-composer: cannot start threads: {e}");
+        return ExitCode::FAILURE;
+    }
+    log::info!(
+        "xtm-composer {} started, manager {}",
+        env!("CARGO_PKG_VERSION"),
+        settings.manager.id
+    );
+    // Every loop ends on its own; main only waits for the broadcast.
+    let _ = stop_rx.recv();
+    wait_for(threads, SHUTDOWN_GRACE)
+}
+
+/// How long loops get to finish the call in flight after SIGTERM. A call still
+/// running then (an image pull, a hung engine) is abandoned: the engine finishes
+/// it on its side, and workloads are never touched by stopping.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+fn wait_for(threads: Vec<JoinHandle<()>>, grace: std::time::Duration) -> ExitCode {
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let busy = threads.iter().filter(|t| !t.is_finished()).count();
+    if busy > 0 {
+        log::warn!("stopped with {busy} thread(s) still in a call; workloads left running");
+    } else {
+        log::info!("stopped; workloads left running");
+    }
+    ExitCode::SUCCESS
+}
+
+/// `plan`: one listing and one workload list per platform, actions printed, nothing changed.
+pub fn plan(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
+    let (settings, decryptor) = match startup(dir, env) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let engines = match engines(&settings, &decryptor, env, None) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("xtm-composer: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut code = ExitCode::SUCCESS;
+    for mut e in engines {
+        let kind = e.platform.kind();
+        match e.observe_and_plan() {
+            Ok((p, _)) => {
+                println!("{kind}: {} action(s)", p.actions.len());
+                for a in &p.actions {
+                    println!("  {}", describe(a));
+                }
+                for n in &p.notes {
+                    println!(
+                        "  note ({:?}) {}: {}",
+                        n.level,
+                        n.connector.as_deref().unwrap_or("-"),
+                        n.text
+                    );
+                }
+            }
+            Err(err) => {
+                println!("{kind}: cannot plan: {err}");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    code
+}
+
+/// One line per action for `plan`; no env values (they may be secrets).
+pub fn describe(a: &crate::reconcile::Action) -> String {
+    use crate::reconcile::Action as A;
+    match a {
+        A::Deploy { spec, .. } => format!(
+            "deploy {} (connector {}) image {} start={}",
+            spec.name, spec.connector_id, spec.image, spec.start
+        ),
+        A::Refresh { spec, .. } => format!(
+            "refresh {} (connector {}) to hash {}",
+            spec.name, spec.connector_id, spec.hash
+        ),
+        A::Start { id, name, .. } => format!("start {name} (connector {id})"),
+        A::Stop { id, name, .. } => format!("stop {name} (connector {id})"),
+        A::Remove { name, id, why } => format!("remove {name} (connector {id}, {why:?})"),
+        A::Report { id, status } => format!("report connector {id} {}", status.as_str()),
+        A::Health { id, health } => format!(
+            "health connector {id}: restarts {} since {} reboot-loop {}",
+            health.restart_count, health.started_at, health.is_in_reboot_loop
+        ),
+        A::ShipLogs { id, name } => format!("ship logs of {name} (connector {id})"),
+    }
+}
+
+struct Checks {
+    failed: bool,
+}
+
+impl Checks {
+    fn line(&mut self, ok: bool, what: &str, detail: &str, hint: &str) {
+        if ok {
+            println!("✔ {what}: {detail}");
+        } else {
+            self.failed = true;
+            println!("✘ {what}: {detail}");
+            if !hint.is_empty() {
+                println!("    fix: {hint}");
+            }
+        }
+    }
+}
+
+/// `check`: a line per check with ✔/✘ and a fix hint; non-zero on any ✘.
+pub fn check(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
+    let mut c = Checks { failed: false };
+    let loaded = match config::load(dir, env) {
+        Ok(l) => l,
+        Err(problems) => {
+            c.line(
+                false,
+                "configuration",
+                &format!("{} problem(s)", problems.len()),
+                "correct the values below",
+            );
+            for p in &problems {
+                println!("    - {p}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let s = &loaded.settings;
+    c.line(
+        true,
+        "configuration",
+        &format!("loaded from {}", loaded.dir.display()),
+        "",
+    );
+    for w in &loaded.warnings {
+        println!("! {w}");
+    }
+    let key = match Key::load(&s.manager) {
+        Ok((k, warnings)) => {
+            c.line(true, "private key", &format!("RSA {} bits", k.bits()), "");
+            for w in warnings {
+                println!("! {w}");
+            }
+            Some(k)
+        }
+        Err(e) => {
+            let hint = "set manager.credentials_key_filepath (MANAGER__CREDENTIALS_KEY_FILEPATH) to a PKCS#8 PEM file";
+            c.line(false, "private key", &e.to_string(), hint);
+            None
+        }
+    };
+    for kind in enabled(s) {
+        check_platform(&mut c, s, kind, key.as_ref());
+    }
+    if c.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn check_platform(c: &mut Checks, s: &Settings, kind: PlatformKind, key: Option<&Key>) {
+    let p = s.platform(kind);
+    let up = kind.as_str().to_uppercase();
+    match key.map(|k| platform_for(s, kind, k)) {
+        Some(Ok(client)) => match client.version() {
+            Ok(v) => c.line(
+                true,
+                &format!("{kind} platform"),
+                &format!("{} answers, version {v}", p.url),
+                "",
+            ),
+            Err(e) => c.line(
+                false,
+                &format!("{kind} platform"),
+                &e.to_string(),
+                &format!(
+                    "check {kind}.url ({up}__URL), {kind}.token ({up}__TOKEN) and the network path"
+                ),
+            ),
+        },
+        Some(Err(e)) => c.line(false, &format!("{kind} platform"), &e, ""),
+        None => c.line(false, &format!("{kind} platform"), "not tried (no key)", ""),
+    }
+    match orchestrator_for(s, kind).and_then(|o| o.list().map_err(|e| e.to_string())) {
+        Ok(ws) => c.line(true, &format!("{kind} orchestrator"), &format!("reachable, {} workload(s) of this manager", ws.len()), ""),
+        Err(e) => c.line(
+            false,
+            &format!("{kind} orchestrator"),
+            &e,
+            &format!("check {kind}.daemon.selector and that the engine socket is reachable by this user ({up}__DAEMON__DOCKER__HOST)"),
+        ),
+    }
+}

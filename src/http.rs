@@ -1,0 +1,512 @@
+//! Builds the ureq agents that reach the platforms (OpenCTI, OpenAEV): TLS roots
+//! and insecure mode, proxy choice with `no_proxy`, timeouts (CONTRACT §2.1, §5.5.1, D18).
+//! Not here: the Docker unix socket, Portainer and Kubernetes clients, which never use a proxy.
+//! Invariant: an agent reads proxy env vars only under `ProxyChoice::FromEnv` (ureq's default
+//! config reads them always), and no proxy URL or token reaches a log line or an error.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+
+use crate::config::PlatformSettings;
+use crate::secret::Secret;
+
+/// The largest platform answer we read. A listing of a few hundred connectors with
+/// RSA-4096 ciphertexts stays under a few MiB; the bound only stops a runaway body.
+pub const BODY_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// The system CA bundle on Debian-like systems and in our image.
+const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// How a platform client reaches its platform.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Whole request, from connect to the last body byte.
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Accept any certificate (`unsecured_certificate`).
+    pub insecure: bool,
+    /// Extra trusted CAs, PEM; each entry holds one or more certificates.
+    pub ca_pem: Vec<Vec<u8>>,
+    pub proxy: ProxyChoice,
+}
+
+/// Which proxy a platform client uses (§5.5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyChoice {
+    /// Direct connection, whatever the environment says (`with_proxy: false`).
+    None,
+    /// `ALL_PROXY`/`HTTPS_PROXY`/`HTTP_PROXY` and `NO_PROXY` from the process env.
+    FromEnv,
+    /// The configured proxies: `http` for `http://` targets, `https` for `https://`
+    /// targets; none when the target host matches `no_proxy`.
+    Explicit {
+        http: Option<Secret>,
+        https: Option<Secret>,
+        no_proxy: Option<String>,
+    },
+}
+
+/// A client that could not be built.
+#[derive(Debug)]
+pub enum Error {
+    /// A CA file could not be read.
+    ReadCa {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A CA entry is not PEM or holds no certificate.
+    BadCa { origin: String, detail: String },
+    /// A proxy setting is not a usable proxy URL. The URL itself is never shown.
+    BadProxy { setting: &'static str },
+    /// The target URL cannot be parsed.
+    BadUrl { url: String, detail: String },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::ReadCa { path, source } => write!(f, "read CA file {path}: {source}"),
+            Error::BadCa { origin, detail } => write!(f, "load CA {origin}: {detail}"),
+            Error::BadProxy { setting } => {
+                write!(f, "configure proxy: {setting} is not a valid proxy URL")
+            }
+            Error::BadUrl { url, detail } => write!(f, "parse platform url {url}: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::ReadCa { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Options for a platform section: timeouts, `unsecured_certificate`, `ca_file`,
+    /// and, when `with_proxy` is on, the proxy settings and the `https_proxy_ca` bundle.
+    ///
+    /// # Errors
+    /// A CA entry that cannot be read or holds no certificate.
+    pub fn for_platform(p: &PlatformSettings) -> Result<ClientOptions, Error> {
+        let mut ca_pem = Vec::new();
+        if let Some(entry) = p.ca_file.as_deref().filter(|e| !e.trim().is_empty()) {
+            ca_pem.push(read_ca_entry("ca_file", entry)?);
+        }
+        // §5.4: the proxy CA reaches connectors only with `with_proxy`; trust it on
+        // the same condition so both sides of the proxy see the same CAs (D18).
+        if p.with_proxy {
+            for entry in p.https_proxy_ca.iter().filter(|e| !e.trim().is_empty()) {
+                ca_pem.push(read_ca_entry("https_proxy_ca", entry)?);
+            }
+        }
+        Ok(ClientOptions {
+            request_timeout: Duration::from_secs(p.request_timeout),
+            connect_timeout: Duration::from_secs(p.connect_timeout),
+            insecure: p.unsecured_certificate,
+            ca_pem,
+            proxy: proxy_choice(p),
+        })
+    }
+}
+
+fn proxy_choice(p: &PlatformSettings) -> ProxyChoice {
+    let given = |s: &Option<Secret>| s.clone().filter(|s| !s.expose().trim().is_empty());
+    let (http, https) = (given(&p.http_proxy), given(&p.https_proxy));
+    match (p.with_proxy, http.is_some() || https.is_some()) {
+        (false, _) => ProxyChoice::None,
+        (true, false) => ProxyChoice::FromEnv,
+        (true, true) => ProxyChoice::Explicit {
+            http,
+            https,
+            no_proxy: p.no_proxy.clone(),
+        },
+    }
+}
+
+/// One `ca_file` / `https_proxy_ca` entry: inline PEM when it starts with
+/// `-----BEGIN`, a file path otherwise (§5.5.2). Checked to hold a certificate.
+fn read_ca_entry(setting: &str, entry: &str) -> Result<Vec<u8>, Error> {
+    let trimmed = entry.trim_start();
+    let (origin, pem) = if trimmed.starts_with("-----BEGIN") {
+        (
+            format!("{setting} (inline PEM)"),
+            trimmed.as_bytes().to_vec(),
+        )
+    } else {
+        let pem = std::fs::read(entry).map_err(|source| Error::ReadCa {
+            path: entry.to_string(),
+            source,
+        })?;
+        (format!("{setting} {entry}"), pem)
+    };
+    certificates(&origin, &pem)?;
+    Ok(pem)
+}
+
+fn certificates(origin: &str, pem: &[u8]) -> Result<Vec<Certificate<'static>>, Error> {
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(pem) {
+        match item {
+            Ok(PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::BadCa {
+                    origin: origin.to_string(),
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::BadCa {
+            origin: origin.to_string(),
+            detail: "no certificate found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Builds the agent for one platform URL. Built once per client: the proxy
+/// decision (`no_proxy`) is taken here for `target_url`'s host.
+///
+/// # Errors
+/// An unparsable target URL, CA entry or proxy URL.
+pub fn agent(opts: &ClientOptions, target_url: &str) -> Result<ureq::Agent, Error> {
+    let target = Target::parse(target_url)?;
+    let config = ureq::Agent::config_builder()
+        .proxy(proxy(&opts.proxy, &target)?)
+        .tls_config(tls(opts, &target)?)
+        .http_status_as_error(false)
+        .timeout_connect(Some(opts.connect_timeout))
+        .timeout_global(Some(opts.request_timeout))
+        .user_agent(concat!("xtm-composer/", env!("CARGO_PKG_VERSION")))
+        .build();
+    Ok(config.new_agent())
+}
+
+/// Scheme, host and port of the one URL an agent talks to.
+struct Target {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Target, Error> {
+        let bad = |detail: &str| Error::BadUrl {
+            url: without_userinfo(url),
+            detail: detail.to_string(),
+        };
+        let uri: ureq::http::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
+        let https = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("https") => true,
+            Some(s) if s.eq_ignore_ascii_case("http") => false,
+            _ => return Err(bad("scheme must be http or https")),
+        };
+        let host = uri.host().ok_or_else(|| bad("no host"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        Ok(Target {
+            https,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+/// The URL with any `user:password@` replaced by `***@`, for messages.
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) if scheme.is_empty() => format!("***@{}", &rest[at + 1..]),
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+fn proxy(choice: &ProxyChoice, target: &Target) -> Result<Option<ureq::Proxy>, Error> {
+    match choice {
+        ProxyChoice::None => Ok(None),
+        ProxyChoice::FromEnv => Ok(ureq::Proxy::try_from_env()),
+        ProxyChoice::Explicit {
+            http,
+            https,
+            no_proxy,
+        } => {
+            let (setting, url) = if target.https {
+                ("https_proxy", https)
+            } else {
+                ("http_proxy", http)
+            };
+            let bypass = no_proxy
+                .as_deref()
+                .is_some_and(|list| matches_no_proxy(list, &target.host, target.port));
+            match url {
+                Some(url) if !bypass => ureq::Proxy::new(url.expose().trim())
+                    .map(Some)
+                    .map_err(|_| Error::BadProxy { setting }),
+                _ => Ok(None),
+            }
+        }
+    }
+}
+
+/// True when `host:port` matches a `no_proxy` list: comma or space separated
+/// entries, `*` for all, domain suffixes (`example.com`, `.example.com`,
+/// `*.example.com` all cover subdomains, as curl does), `host:port`, IP addresses
+/// and CIDR ranges.
+pub fn matches_no_proxy(list: &str, host: &str, port: u16) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    list.split([',', ' ', '\t', '\n'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .any(|entry| entry_matches(entry, host, port))
+}
+
+fn entry_matches(entry: &str, host: &str, port: u16) -> bool {
+    if entry == "*" {
+        return true;
+    }
+    if let Some((net, len)) = entry.split_once('/') {
+        return cidr_contains(net, len, host);
+    }
+    let (name, entry_port) = split_port(entry);
+    if entry_port.is_some_and(|p| p != port) {
+        return false;
+    }
+    let name = name
+        .trim_start_matches('*')
+        .trim_start_matches('.')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if name.is_empty() {
+        return false;
+    }
+    let host = host.to_ascii_lowercase();
+    host == name
+        || (host.parse::<IpAddr>().is_err()
+            && host.ends_with(&name)
+            && host[..host.len() - name.len()].ends_with('.'))
+}
+
+/// Splits `host:port` and `[v6]:port`; a bare IPv6 address has no port.
+fn split_port(entry: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = entry.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((addr, tail)) => (addr, tail.strip_prefix(':').and_then(|p| p.parse().ok())),
+            None => (rest, None),
+        };
+    }
+    match entry.rsplit_once(':') {
+        Some((name, p)) if !name.contains(':') => (name, p.parse().ok()),
+        _ => (entry, None),
+    }
+}
+
+fn cidr_contains(net: &str, len: &str, host: &str) -> bool {
+    let (Ok(net), Ok(len), Ok(addr)) = (
+        net.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>(),
+        len.parse::<u32>(),
+        host.parse::<IpAddr>(),
+    ) else {
+        return false;
+    };
+    let prefix = |bits: u128, width: u32| {
+        if len == 0 {
+            0
+        } else {
+            bits >> (width - len.min(width))
+        }
+    };
+    match (net, addr) {
+        (IpAddr::V4(n), IpAddr::V4(a)) if len <= 32 => {
+            prefix(u32::from(n).into(), 32) == prefix(u32::from(a).into(), 32)
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) if len <= 128 => {
+            prefix(u128::from(n), 128) == prefix(u128::from(a), 128)
+        }
+        _ => false,
+    }
+}
+
+fn tls(opts: &ClientOptions, target: &Target) -> Result<TlsConfig, Error> {
+    let builder = TlsConfig::builder();
+    if opts.insecure {
+        warn_insecure(&target.host);
+        return Ok(builder.disable_verification(true).build());
+    }
+    if opts.ca_pem.is_empty() {
+        // ureq's default: the compiled-in Mozilla roots, the same on every host.
+        return Ok(builder.root_certs(RootCerts::WebPki).build());
+    }
+    Ok(builder.root_certs(extended_roots(&opts.ca_pem)?).build())
+}
+
+/// The system bundle plus the given CAs. The system bundle, not the compiled-in
+/// roots, because ureq cannot merge its WebPki roots with extra certificates;
+/// without a system bundle only the given CAs are trusted.
+fn extended_roots(ca_pem: &[Vec<u8>]) -> Result<RootCerts, Error> {
+    let mut roots = Vec::new();
+    match std::fs::read(SYSTEM_BUNDLE) {
+        Ok(pem) => roots.extend(certificates(SYSTEM_BUNDLE, &pem).unwrap_or_default()),
+        Err(e) => log::debug!(
+            "no system CA bundle at {SYSTEM_BUNDLE} ({e}); trusting only the configured CAs"
+        ),
+    }
+    for (i, pem) in ca_pem.iter().enumerate() {
+        roots.extend(certificates(&format!("entry {}", i + 1), pem)?);
+    }
+    Ok(RootCerts::new_with_certs(&roots))
+}
+
+/// Logs the insecure-mode warning once per host for the life of the process.
+fn warn_insecure(host: &str) {
+    static WARNED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let first = match WARNED.lock() {
+        Ok(mut set) => set.insert(host.to_string()),
+        Err(_) => true,
+    };
+    if first {
+        log::warn!(
+            "TLS certificate verification is disabled for {host} (unsecured_certificate: true)"
+        );
+    }
+}
+
+/// Reads a response body as text, at most `BODY_LIMIT` bytes.
+///
+/// # Errors
+/// The body is too large, not UTF-8, or the connection failed while reading it.
+pub fn read_text(response: &mut ureq::http::Response<ureq::Body>) -> Result<String, ureq::Error> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(BODY_LIMIT)
+        .read_to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_proxy_matches_hosts_domains_ports_and_ranges() {
+        let rows = [
+            ("*", "anything.example", 443, true),
+            ("opencti", "opencti", 80, true),
+            ("example.com", "opencti.example.com", 443, true),
+            ("example.com", "badexample.com", 443, false),
+            (".example.com", "example.com", 443, true),
+            ("*.example.com", "a.b.example.com", 443, true),
+            ("Example.COM", "example.com", 443, true),
+            ("opencti:8080", "opencti", 8080, true),
+            ("opencti:8080", "opencti", 4000, false),
+            ("10.0.0.0/8", "10.2.3.4", 80, true),
+            ("10.0.0.0/8", "11.2.3.4", 80, false),
+            ("127.0.0.1", "127.0.0.1", 4000, true),
+            ("0.0.0.1", "127.0.0.1", 4000, false),
+            ("::1", "::1", 80, true),
+            ("[::1]:80", "[::1]", 80, true),
+            ("fd00::/8", "fd12::1", 80, true),
+            ("localhost, 127.0.0.1", "127.0.0.1", 80, true),
+            ("", "opencti", 80, false),
+        ];
+        for (list, host, port, want) in rows {
+            assert_eq!(
+                matches_no_proxy(list, host, port),
+                want,
+                "{list} vs {host}:{port}"
+            );
+        }
+    }
+
+    fn explicit(no_proxy: Option<&str>) -> ProxyChoice {
+        ProxyChoice::Explicit {
+            http: Some(Secret::new("http://user:pw@127.0.0.1:3128")),
+            https: None,
+            no_proxy: no_proxy.map(String::from),
+        }
+    }
+
+    #[test]
+    fn explicit_proxy_follows_the_target_scheme_and_no_proxy() {
+        let http = Target::parse("http://opencti:4000").unwrap();
+        let https = Target::parse("https://opencti").unwrap();
+        assert!(proxy(&explicit(None), &http).unwrap().is_some());
+        assert!(proxy(&explicit(None), &https).unwrap().is_none());
+        assert!(proxy(&explicit(Some("opencti")), &http).unwrap().is_none());
+        assert!(proxy(&ProxyChoice::None, &http).unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_proxy_url_names_the_setting_not_the_url() {
+        let choice = ProxyChoice::Explicit {
+            http: Some(Secret::new("ftp://user:hunter2@proxy")),
+            https: None,
+            no_proxy: None,
+        };
+        let target = Target::parse("http://opencti:4000").unwrap();
+        let err = proxy(&choice, &target).unwrap_err().to_string();
+        assert_eq!(err, "configure proxy: http_proxy is not a valid proxy URL");
+    }
+
+    #[test]
+    fn with_proxy_false_means_no_proxy_even_with_explicit_values() {
+        let p = PlatformSettings {
+            with_proxy: false,
+            http_proxy: Some(Secret::new("http://127.0.0.1:1")),
+            ..PlatformSettings::default()
+        };
+        assert_eq!(proxy_choice(&p), ProxyChoice::None);
+        let p = PlatformSettings {
+            with_proxy: true,
+            ..p
+        };
+        assert!(matches!(proxy_choice(&p), ProxyChoice::Explicit { .. }));
+        let p = PlatformSettings {
+            http_proxy: Some(Secret::new(" ")),
+            ..p
+        };
+        assert_eq!(proxy_choice(&p), ProxyChoice::FromEnv);
+    }
+
+    #[test]
+    fn ca_entry_without_a_certificate_is_an_error() {
+        let err = read_ca_entry(
+            "ca_file",
+            "-----BEGIN NOTHING-----\n-----END NOTHING-----\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("load CA ca_file (inline PEM): "), "{err}");
+        let err = read_ca_entry("ca_file", "/nonexistent/ca.pem").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("read CA file /nonexistent/ca.pem: ")
+        );
+    }
+
+    #[test]
+    fn target_url_must_be_http_or_https() {
+        assert!(Target::parse("ftp://opencti").is_err());
+        assert!(Target::parse("not a url").is_err());
+        let err = Target::parse("gopher://user:pw@opencti/x@y").err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "parse platform url gopher://***@opencti/x@y: scheme must be http or https"
+        );
+        let t = Target::parse("https://[::1]:8443/base/").unwrap();
+        assert_eq!((t.https, t.host.as_str(), t.port), (true, "::1", 8443));
+    }
+}

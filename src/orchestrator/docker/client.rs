@@ -1,0 +1,635 @@
+//! `Client`: the one Docker Engine API client, parameterised by agent, base URL
+//! and extra headers so that Docker (unix socket / tcp), Portainer (HTTPS base
+//! plus `X-API-KEY`) and Swarm (the same daemon) share every call (DESIGN 5).
+//! One function per endpoint; paths and queries are built and percent-encoded
+//! here. It does not decide policy (pull or not, what to create): see `Docker`.
+//! The API version is negotiated once with `GET /version` and capped (CONTRACT §6.1, D9).
+
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use ureq::http::{Method, Request, Response};
+use ureq::{Agent, Body};
+
+use super::{image, stream, transport, wire};
+use crate::orchestrator::Error;
+use crate::secret::Secret;
+
+/// The newest Engine API we speak; newer engines are addressed at this version.
+pub const MAX_API_VERSION: ApiVersion = ApiVersion {
+    major: 1,
+    minor: 45,
+};
+/// `DOCKER_HOST`'s default.
+pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+/// A pull is a stream that lasts as long as the download; it only blocks its
+/// own connector's thread (D22).
+const PULL_TIMEOUT: Duration = Duration::from_secs(3600);
+const JSON_LIMIT: u64 = 32 * 1024 * 1024;
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+const MESSAGE_CHARS: usize = 512;
+
+/// An Engine API version such as `1.41`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl ApiVersion {
+    /// Reads `1.41` (a leading `v`, as Portainer's `api_version` has, is accepted).
+    pub fn parse(text: &str) -> Option<ApiVersion> {
+        let text = text.trim();
+        let text = text.strip_prefix('v').unwrap_or(text);
+        let (major, minor) = text.split_once('.')?;
+        Some(ApiVersion {
+            major: major.parse().ok()?,
+            minor: minor.parse().ok()?,
+        })
+    }
+
+    /// The version to use with an engine that speaks at most `server`.
+    pub fn negotiate(server: ApiVersion) -> ApiVersion {
+        server.min(MAX_API_VERSION)
+    }
+}
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// The engine address: `{p}.daemon.docker.host`, else `DOCKER_HOST`, else the default socket.
+pub fn resolve_host(configured: Option<&str>, docker_host_env: Option<&str>) -> String {
+    [configured, docker_host_env]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|h| !h.is_empty())
+        .unwrap_or(DEFAULT_HOST)
+        .to_string()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub(crate) fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `filters` query value selecting one label (`key=value`).
+pub(crate) fn label_filter(label: &str) -> String {
+    encode(&serde_json::json!({ "label": [label] }).to_string())
+}
+
+/// A request body and its content type.
+pub(crate) enum Payload<'a> {
+    Empty,
+    Json(Vec<u8>),
+    Tar(&'a [u8]),
+}
+
+/// A Docker Engine API client.
+pub struct Client {
+    agent: Agent,
+    /// Scheme, host and path prefix, without trailing `/` (`http://docker`,
+    /// `https://portainer:9443/api/endpoints/1/docker`).
+    base: String,
+    /// Sent on every request (e.g. `X-API-KEY`).
+    headers: Vec<(String, Secret)>,
+    version: OnceLock<ApiVersion>,
+    /// Requests sent, for the calls-per-cycle figure.
+    requests: AtomicU64,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("headers", &names)
+            .field("version", &self.version.get())
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client over `agent` (which must not turn statuses into errors) for
+    /// `base`, adding `headers` to every request; the version is negotiated lazily.
+    pub fn new(agent: Agent, base: impl Into<String>, headers: Vec<(String, Secret)>) -> Client {
+        Client {
+            agent,
+            base: base.into().trim_end_matches('/').to_string(),
+            headers,
+            version: OnceLock::new(),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// A client for a `DOCKER_HOST`-style address: `unix:///path`, `tcp://host:port`
+    /// or `http://host:port`.
+    ///
+    /// # Errors
+    /// `Error::Config` for any other scheme (TLS engine endpoints are not supported).
+    pub fn from_host(host: &str) -> Result<Client, Error> {
+        if let Some(path) = host.strip_prefix("unix://") {
+            return Ok(Client::new(
+                transport::unix_agent(path),
+                "http://docker",
+                Vec::new(),
+            ));
+        }
+        let authority = host
+            .strip_prefix("tcp://")
+            .or_else(|| host.strip_prefix("http://"))
+            .map(|rest| rest.trim_end_matches('/'))
+            .filter(|rest| !rest.is_empty() && !rest.contains('/'));
+        match authority {
+            Some(a) => Ok(Client::new(
+                transport::tcp_agent(),
+                format!("http://{a}"),
+                Vec::new(),
+            )),
+            None => Err(Error::Config {
+                op: "connect to docker",
+                detail: format!(
+                    "unsupported engine address {host:?}: use unix:///path or tcp://host:port"
+                ),
+            }),
+        }
+    }
+
+    /// How many requests this client has sent (negotiation included).
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Uses `version` instead of negotiating (Portainer's configured `api_version`).
+    pub fn with_api_version(self, version: ApiVersion) -> Client {
+        let _ = self.version.set(version);
+        self
+    }
+
+    /// The version in use: negotiated on first use with `GET /version`, then kept.
+    ///
+    /// # Errors
+    /// The engine is unreachable or its answer has no readable `ApiVersion`.
+    pub fn api_version(&self) -> Result<ApiVersion, Error> {
+        if let Some(v) = self.version.get() {
+            return Ok(*v);
+        }
+        const OP: &str = "negotiate api version";
+        let url = format!("{}/version", self.base);
+        let resp = self.send(OP, Method::GET, url, Payload::Empty, None, None)?;
+        if !resp.status().is_success() {
+            return Err(failure(OP, "/version", resp));
+        }
+        let answer: wire::SystemVersion = read_json(OP, resp)?;
+        let server = ApiVersion::parse(&answer.api_version).ok_or_else(|| Error::Decode {
+            op: OP,
+            detail: format!("ApiVersion {:?}", answer.api_version),
+        })?;
+        let version = ApiVersion::negotiate(server);
+        Ok(*self.version.get_or_init(|| version))
+    }
+
+    /// Sends one request to `/v{version}{path}` (Swarm's service endpoints
+    /// build on this too). Any status is returned: see `expect_success`.
+    ///
+    /// # Errors
+    /// `Error::Transport` when the engine cannot be reached or times out.
+    pub(crate) fn call(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        payload: Payload<'_>,
+        registry_auth: Option<&Secret>,
+        timeout: Option<Duration>,
+    ) -> Result<Response<Body>, Error> {
+        let url = format!("{}/v{}{path}", self.base, self.api_version()?);
+        self.send(op, method, url, payload, registry_auth, timeout)
+    }
+
+    fn send(
+        &self,
+        op: &'static str,
+        method: Method,
+        url: String,
+        payload: Payload<'_>,
+        registry_auth: Option<&Secret>,
+        timeout: Option<Duration>,
+    ) -> Result<Response<Body>, Error> {
+        let mut builder = Request::builder().method(method).uri(url);
+        for (name, value) in &self.headers {
+            builder = builder.header(name.as_str(), value.expose());
+        }
+        if let Some(auth) = registry_auth {
+            builder = builder.header("X-Registry-Auth", auth.expose());
+        }
+        let (content_type, bytes): (Option<&str>, &[u8]) = match &payload {
+            Payload::Empty => (None, &[]),
+            Payload::Json(b) => (Some("application/json"), b),
+            Payload::Tar(b) => (Some("application/x-tar"), b),
+        };
+        if let Some(ct) = content_type {
+            builder = builder.header("Content-Type", ct);
+        }
+        // Header values are never echoed: they may hold the API key or registry password.
+        let request = builder.body(bytes).map_err(|_| Error::Config {
+            op,
+            detail: "invalid request url or header".into(),
+        })?;
+        let request = match timeout {
+            Some(t) => self
+                .agent
+                .configure_request(request)
+                .timeout_global(Some(t))
+                .build(),
+            None => request,
+        };
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.agent.run(request).map_err(|e| Error::Transport {
+            op,
+            detail: e.to_string(),
+        })
+    }
+
+    /// `GET /containers/json?all=true` for containers carrying `label` (`key=value`).
+    pub(crate) fn list_containers(
+        &self,
+        label: &str,
+    ) -> Result<Vec<wire::ContainerSummary>, Error> {
+        const OP: &str = "list containers";
+        let path = format!(
+            "/containers/json?all=true&size=false&filters={}",
+            label_filter(label)
+        );
+        let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
+        expect_success(OP, label, resp).and_then(|r| read_json(OP, r))
+    }
+
+    /// `GET /containers/{id}/json`.
+    pub(crate) fn inspect_container(&self, id: &str) -> Result<wire::ContainerInspect, Error> {
+        const OP: &str = "inspect container";
+        let path = format!("/containers/{}/json?size=false", encode(id));
+        let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
+        expect_success(OP, id, resp).and_then(|r| read_json(OP, r))
+    }
+
+    /// `GET /images/{name}/json`; `None` when the image is not present.
+    pub(crate) fn inspect_image(&self, image: &str) -> Result<Option<wire::ImageInspect>, Error> {
+        const OP: &str = "inspect image";
+        let path = format!("/images/{}/json", encode(image));
+        let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
+        match expect_success(OP, image, resp) {
+            Ok(r) => read_json(OP, r).map(Some),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /images/create`: pulls `image` (`:latest` when untagged), consuming
+    /// the progress stream to its end.
+    ///
+    /// # Errors
+    /// `Error::Image` for an error status or an error object inside the 200 stream.
+    pub(crate) fn pull_image(&self, image: &str, auth: Option<&Secret>) -> Result<(), Error> {
+        const OP: &str = "pull image";
+        let (repo, tag) = image::split_reference(image);
+        let path = format!(
+            "/images/create?fromImage={}&tag={}",
+            encode(repo),
+            encode(tag)
+        );
+        let failed = |detail: String| Error::Image {
+            op: OP,
+            image: image.to_string(),
+            detail,
+        };
+        let resp = self.call(
+            OP,
+            Method::POST,
+            &path,
+            Payload::Empty,
+            auth,
+            Some(PULL_TIMEOUT),
+        )?;
+        if !resp.status().is_success() {
+            let code = resp.status().as_u16();
+            return Err(failed(format!(
+                "engine returned {code}: {}",
+                error_message(resp)
+            )));
+        }
+        pull_progress(BufReader::new(resp.into_body().into_reader())).map_err(failed)
+    }
+
+    /// `POST /containers/create?name=`; returns the new container's id.
+    ///
+    /// # Errors
+    /// `Error::Image` when the image is missing (404), `Error::Api` otherwise
+    /// (409: the name is taken).
+    pub(crate) fn create_container(
+        &self,
+        name: &str,
+        body: &wire::CreateContainer<'_>,
+    ) -> Result<String, Error> {
+        const OP: &str = "create container";
+        let json = serde_json::to_vec(body).map_err(|e| Error::Decode {
+            op: OP,
+            detail: e.to_string(),
+        })?;
+        let path = format!("/containers/create?name={}", encode(name));
+        let resp = self.call(OP, Method::POST, &path, Payload::Json(json), None, None)?;
+        match expect_success(OP, name, resp) {
+            Ok(r) => read_json::<wire::CreateResponse>(OP, r).map(|c| c.id),
+            Err(Error::NotFound { .. }) => Err(Error::Image {
+                op: OP,
+                image: body.image.to_string(),
+                detail: "not present".into(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /containers/{id}/start`; 304 (already running) is success.
+    pub(crate) fn start_container(&self, id: &str) -> Result<(), Error> {
+        const OP: &str = "start container";
+        let path = format!("/containers/{}/start", encode(id));
+        let resp = self.call(OP, Method::POST, &path, Payload::Empty, None, None)?;
+        expect_success(OP, id, resp).map(drop)
+    }
+
+    /// `POST /containers/{id}/stop` with the daemon's default timeout; 304 is success.
+    pub(crate) fn stop_container(&self, id: &str) -> Result<(), Error> {
+        const OP: &str = "stop container";
+        let path = format!("/containers/{}/stop", encode(id));
+        let resp = self.call(OP, Method::POST, &path, Payload::Empty, None, None)?;
+        expect_success(OP, id, resp).map(drop)
+    }
+
+    /// `DELETE /containers/{id}?force=true&v=true`: also kills it and drops its anonymous volumes.
+    pub(crate) fn remove_container(&self, id: &str) -> Result<(), Error> {
+        const OP: &str = "remove container";
+        let path = format!("/containers/{}?v=true&force=true&link=false", encode(id));
+        let resp = self.call(OP, Method::DELETE, &path, Payload::Empty, None, None)?;
+        expect_success(OP, id, resp).map(drop)
+    }
+
+    /// `GET /containers/{id}/logs`: the last `tail` lines of stdout and stderr;
+    /// `tty` says whether the answer is raw or multiplexed (API 1.41 sends no
+    /// Content-Type to tell).
+    pub(crate) fn container_logs(
+        &self,
+        id: &str,
+        tail: u32,
+        tty: bool,
+    ) -> Result<Vec<String>, Error> {
+        const OP: &str = "container logs";
+        let path = format!(
+            "/containers/{}/logs?follow=false&stdout=true&stderr=true&since=0&until=0&timestamps=false&tail={tail}",
+            encode(id)
+        );
+        let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
+        let resp = expect_success(OP, id, resp)?;
+        let keep = usize::try_from(tail).unwrap_or(usize::MAX);
+        stream::read_log_lines(resp.into_body().into_reader(), tty, keep).map_err(|e| {
+            Error::Decode {
+                op: OP,
+                detail: e.to_string(),
+            }
+        })
+    }
+
+    /// `PUT /containers/{id}/archive?path=`: extracts `tar` under `path`.
+    pub(crate) fn put_archive(&self, id: &str, path: &str, tar: &[u8]) -> Result<(), Error> {
+        const OP: &str = "upload archive";
+        let url_path = format!("/containers/{}/archive?path={}", encode(id), encode(path));
+        let resp = self.call(OP, Method::PUT, &url_path, Payload::Tar(tar), None, None)?;
+        expect_success(OP, id, resp).map(drop)
+    }
+}
+
+/// Reads a pull progress stream to its end; the first error object fails it.
+fn pull_progress(reader: impl BufRead) -> Result<(), String> {
+    for line in reader.lines() {
+        let line = line.map_err(|e| format!("progress stream broken: {e}"))?;
+        if !line.contains("\"error") {
+            continue;
+        }
+        let msg: wire::ProgressMessage = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(detail) = msg.error.or(msg.error_detail.and_then(|d| d.message)) {
+            return Err(shorten(&detail));
+        }
+    }
+    Ok(())
+}
+
+/// 2xx and 304 (start/stop: nothing to do) pass; anything else is an error.
+pub(crate) fn expect_success(
+    op: &'static str,
+    target: &str,
+    resp: Response<Body>,
+) -> Result<Response<Body>, Error> {
+    let status = resp.status();
+    if status.is_success() || status.as_u16() == 304 {
+        Ok(resp)
+    } else {
+        Err(failure(op, target, resp))
+    }
+}
+
+/// Only 404 means "missing" (D20); other statuses keep their code and message.
+fn failure(op: &'static str, target: &str, resp: Response<Body>) -> Error {
+    let code = resp.status().as_u16();
+    if code == 404 {
+        return Error::NotFound {
+            op,
+            name: target.to_string(),
+        };
+    }
+    Error::Api {
+        op,
+        code,
+        message: error_message(resp),
+    }
+}
+
+/// The engine's `{"message": …}`, else the body text, shortened.
+fn error_message(mut resp: Response<Body>) -> String {
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(ERROR_BODY_LIMIT)
+        .lossy_utf8(true)
+        .read_to_string()
+        .unwrap_or_default();
+    let message = serde_json::from_str::<wire::ErrorResponse>(&text)
+        .map(|e| e.message)
+        .unwrap_or_default();
+    let message = if message.trim().is_empty() {
+        text
+    } else {
+        message
+    };
+    shorten(message.trim())
+}
+
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// Decodes a JSON answer, reading at most `JSON_LIMIT` bytes.
+pub(crate) fn read_json<T: DeserializeOwned>(
+    op: &'static str,
+    mut resp: Response<Body>,
+) -> Result<T, Error> {
+    resp.body_mut()
+        .with_config()
+        .limit(JSON_LIMIT)
+        .read_json()
+        .map_err(|e| Error::Decode {
+            op,
+            detail: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_filters_are_url_encoded_json() {
+        assert_eq!(
+            label_filter("opencti-manager=a b&c"),
+            "%7B%22label%22%3A%5B%22opencti-manager%3Da%20b%26c%22%5D%7D"
+        );
+    }
+
+    #[test]
+    fn encoding_keeps_only_unreserved_characters() {
+        assert_eq!(encode("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(encode("127.0.0.1:5000/x:1"), "127.0.0.1%3A5000%2Fx%3A1");
+        assert_eq!(encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn the_version_is_capped_at_ours() {
+        let v = |s| ApiVersion::parse(s).unwrap();
+        assert_eq!(ApiVersion::negotiate(v("1.41")), v("1.41"));
+        assert_eq!(ApiVersion::negotiate(v("1.53")), MAX_API_VERSION);
+        assert_eq!(ApiVersion::negotiate(v("2.0")), MAX_API_VERSION);
+        // Numeric, not textual, comparison: 1.9 < 1.41.
+        assert_eq!(ApiVersion::negotiate(v("1.9")), v("1.9"));
+        assert_eq!(v("v1.44").to_string(), "1.44");
+        assert_eq!(ApiVersion::parse("1"), None);
+        assert_eq!(ApiVersion::parse("x.41"), None);
+    }
+
+    #[test]
+    fn the_configured_host_wins_over_docker_host() {
+        assert_eq!(
+            resolve_host(Some("tcp://127.0.0.1:2375"), Some("unix:///x.sock")),
+            "tcp://127.0.0.1:2375"
+        );
+        assert_eq!(resolve_host(None, Some("unix:///x.sock")), "unix:///x.sock");
+        assert_eq!(resolve_host(Some(" "), Some("")), DEFAULT_HOST);
+        assert_eq!(resolve_host(None, None), DEFAULT_HOST);
+    }
+
+    #[test]
+    fn only_unix_and_plain_tcp_hosts_are_accepted() {
+        assert_eq!(
+            Client::from_host("unix:///var/run/docker.sock")
+                .unwrap()
+                .base,
+            "http://docker"
+        );
+        assert_eq!(
+            Client::from_host("tcp://127.0.0.1:2375").unwrap().base,
+            "http://127.0.0.1:2375"
+        );
+        assert_eq!(
+            Client::from_host("http://127.0.0.1:2375/").unwrap().base,
+            "http://127.0.0.1:2375"
+        );
+        for bad in [
+            "https://h:2376",
+            "ssh://me@h",
+            "tcp://",
+            "tcp://h:1/x",
+            "/var/run/docker.sock",
+        ] {
+            assert!(
+                matches!(Client::from_host(bad), Err(Error::Config { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fixed_version_skips_negotiation() {
+        let v = ApiVersion::parse("v1.44").unwrap();
+        // Port 9 is closed: any request would fail, so this proves no call is made.
+        let c = Client::from_host("tcp://127.0.0.1:9")
+            .unwrap()
+            .with_api_version(v);
+        assert_eq!(c.api_version().unwrap(), v);
+    }
+
+    #[test]
+    fn an_unreachable_engine_is_a_transport_error() {
+        let c = Client::from_host("unix:///nonexistent/docker.sock").unwrap();
+        let err = c.list_containers("opencti-manager=x").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Transport {
+                    op: "negotiate api version",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_error_inside_a_pull_stream_fails_the_pull() {
+        let ok = include_str!("../../../tests/fixtures/docker/pull-ok.jsonl");
+        assert_eq!(pull_progress(ok.as_bytes()), Ok(()));
+        let failed = include_str!("../../../tests/fixtures/docker/pull-error.jsonl");
+        assert_eq!(
+            pull_progress(failed.as_bytes()),
+            Err("unexpected EOF while reading layer".to_string())
+        );
+        let detail_only = r#"{"errorDetail":{"message":"denied"}}"#;
+        assert_eq!(
+            pull_progress(detail_only.as_bytes()),
+            Err("denied".to_string())
+        );
+    }
+
+    #[test]
+    fn long_messages_are_shortened_on_a_char_boundary() {
+        let long = "é".repeat(MESSAGE_CHARS + 5);
+        let short = shorten(&long);
+        assert_eq!(short.chars().count(), MESSAGE_CHARS + 1);
+        assert!(short.ends_with('…'));
+        assert_eq!(shorten("ok"), "ok");
+    }
+}

@@ -1,0 +1,473 @@
+//! `Docker`: the Docker Engine orchestrator. Owns the policy around the engine
+//! calls of `Client`: one labelled listing per cycle with an inspect cache, the
+//! pull policy, create with labels / env / HostConfig / restart policy, and the
+//! proxy CA delivered by archive upload before start (CONTRACT §5, §6.1, D5–D10, D20).
+//! Invariant: only a 404 means "missing"; no env value or password reaches an error.
+//! Portainer and Swarm reuse `Client` (and Portainer this type, through `with_client`).
+
+pub mod client;
+pub mod image;
+mod stream;
+mod transport;
+pub(crate) mod wire;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+
+pub use client::{ApiVersion, Client};
+pub use image::PullPolicy;
+
+use self::image::RegistryAccess;
+use self::wire::{ContainerInspect, CreateContainer, HostConfig, RestartPolicy};
+use crate::config::{DockerOptions, Settings};
+use crate::orchestrator::{
+    Error, HASH_MARKER, LABEL_CONNECTOR, LABEL_MANAGER, LABEL_PLATFORM, Orchestrator, Spec,
+    Workload, WorkloadState,
+};
+use crate::platform::PlatformKind;
+
+/// Where connectors find the proxy CA bundle (§5.4, §5.5.2).
+pub const PROXY_CA_PATH: &str = "/etc/ssl/certs/xtm-proxy-ca.crt";
+/// The composer host's root bundle, appended so direct (`NO_PROXY`) TLS still verifies (D8).
+const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// What `list()` needs from an inspect and cannot get from the listing.
+#[derive(Debug, Clone)]
+struct Details {
+    name: String,
+    hash: Option<String>,
+    restart_count: u32,
+    started_at: Option<String>,
+    tty: bool,
+}
+
+/// An inspect result, valid while the listing shows the same `State` and `Status`.
+#[derive(Debug)]
+struct Cached {
+    state: String,
+    status: String,
+    details: Details,
+}
+
+/// The Docker Engine orchestrator of one platform.
+pub struct Docker {
+    client: Client,
+    manager_id: String,
+    options: DockerOptions,
+    registry: RegistryAccess,
+    pull_policy: PullPolicy,
+    restart_policy: RestartPolicy,
+    /// The tar holding the proxy CA bundle, when the platform uses a proxy with a CA.
+    ca_archive: Option<Vec<u8>>,
+    /// Added to the three ownership labels (Portainer's compose project).
+    extra_labels: Vec<(String, String)>,
+    /// Inspect results by container id.
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+impl std::fmt::Debug for Docker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Docker")
+            .field("client", &self.client)
+            .field("manager_id", &self.manager_id)
+            .field("pull_policy", &self.pull_policy)
+            .field("restart_policy", &self.restart_policy)
+            .field("proxy_ca", &self.ca_archive.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Docker {
+    /// The orchestrator for `platform`'s connectors, from `{p}.daemon.docker`
+    /// (engine address: `host`, else `DOCKER_HOST`, else the default socket),
+    /// `{p}.daemon.registry` and the platform's proxy CA. No engine call is made.
+    ///
+    /// # Errors
+    /// `Error::Config` for an unsupported engine address, an unknown pull or
+    /// restart policy, or an unreadable `https_proxy_ca` file.
+    pub fn new(settings: &Settings, platform: PlatformKind) -> Result<Docker, Error> {
+        let configured = settings
+            .docker_options(platform)
+            .and_then(|o| o.host.as_deref());
+        let env_host = std::env::var("DOCKER_HOST").ok();
+        let host = client::resolve_host(configured, env_host.as_deref());
+        Docker::with_client(Client::from_host(&host)?, settings, platform)
+    }
+
+    /// As `new`, over an already built client (Portainer's HTTPS base and API key).
+    ///
+    /// # Errors
+    /// As `new`, except for the engine address.
+    pub fn with_client(
+        client: Client,
+        settings: &Settings,
+        platform: PlatformKind,
+    ) -> Result<Docker, Error> {
+        let options = settings
+            .docker_options(platform)
+            .cloned()
+            .unwrap_or_default();
+        let (pull_policy, restart_policy) = policies(&options, platform)?;
+        let p = settings.platform(platform);
+        let ca_archive = if p.with_proxy {
+            proxy_ca_bundle(&p.https_proxy_ca, Path::new(SYSTEM_ROOTS))?.and_then(|bundle| {
+                stream::tar_one_file(PROXY_CA_PATH.trim_start_matches('/'), 0o444, &bundle)
+            })
+        } else {
+            None
+        };
+        Ok(Docker {
+            client,
+            manager_id: settings.manager.id.clone(),
+            options,
+            registry: RegistryAccess::from_settings(settings.registry(platform)),
+            pull_policy,
+            restart_policy,
+            ca_archive,
+            extra_labels: Vec::new(),
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Adds a label to every container created (e.g. `com.docker.compose.project`).
+    pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Docker {
+        self.extra_labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// The engine client (request count, API version).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The image as the engine will run it, after pulling per policy.
+    ///
+    /// # Errors
+    /// `Error::Image` when no usable image results; engine errors as they come.
+    fn ensure_image(&self, requested: &str) -> Result<String, Error> {
+        let image = self.registry.qualify(requested);
+        let present = || self.client.inspect_image(&image).map(|i| i.is_some());
+        let auth = self.registry.auth_header();
+        match self.pull_policy {
+            PullPolicy::Never if present()? => Ok(image),
+            PullPolicy::Never => Err(Error::Image {
+                op: "deploy",
+                image,
+                detail: "not present locally and pull policy is never".into(),
+            }),
+            PullPolicy::IfNotPresent if present()? => Ok(image),
+            PullPolicy::IfNotPresent => self
+                .client
+                .pull_image(&image, auth.as_ref())
+                .map(|()| image),
+            PullPolicy::Always => match self.client.pull_image(&image, auth.as_ref()) {
+                Ok(()) => Ok(image),
+                Err(pull_error) => match present() {
+                    Ok(true) => {
+                        log::warn!("{pull_error}; deploying the local image instead");
+                        Ok(image)
+                    }
+                    _ => Err(pull_error),
+                },
+            },
+        }
+    }
+
+    /// Create, upload the proxy CA, start when asked.
+    ///
+    /// # Guarantees
+    /// A container whose CA upload failed is removed, so no later cycle starts
+    /// it without its CA.
+    fn create_and_start(&self, spec: &Spec, image: &str) -> Result<(), Error> {
+        let own = spec.labels(&self.manager_id);
+        let mut labels: BTreeMap<&str, &str> = own.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        for (k, v) in &self.extra_labels {
+            labels.insert(k, v);
+        }
+        let body = CreateContainer {
+            image,
+            env: spec
+                .env
+                .iter()
+                .map(|e| format!("{}={}", e.key, e.value.expose()))
+                .collect(),
+            labels,
+            host_config: HostConfig::from_options(&self.options, self.restart_policy.clone()),
+        };
+        let id = self
+            .client
+            .create_container(&spec.name, &body)
+            .map_err(|e| redact(e, spec))?;
+        if let Some(tar) = &self.ca_archive
+            && let Err(e) = self.client.put_archive(&id, "/", tar)
+        {
+            if let Err(cleanup) = self.client.remove_container(&id) {
+                log::warn!("{cleanup}");
+            }
+            return Err(e);
+        }
+        if spec.start {
+            self.client.start_container(&id)?;
+        }
+        Ok(())
+    }
+
+    /// The cached details of container `id` when its listing line is unchanged.
+    fn cached(&self, id: &str, state: &str, status: &str) -> Option<Details> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(id)
+            .filter(|c| c.state == state && c.status == status)
+            .map(|c| c.details.clone())
+    }
+
+    /// Inspects `id` and caches the result against the listing's `state` and `status`.
+    fn inspect(&self, id: &str, state: &str, status: &str) -> Result<Details, Error> {
+        let details = details_of(self.client.inspect_container(id)?);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(
+            id.to_string(),
+            Cached {
+                state: state.to_string(),
+                status: status.to_string(),
+                details: details.clone(),
+            },
+        );
+        Ok(details)
+    }
+
+    /// Whether `name`'s logs are raw (TTY), from the cache or one inspect.
+    fn is_tty(&self, name: &str) -> Result<bool, Error> {
+        {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = cache.values().find(|c| c.details.name == name) {
+                return Ok(c.details.tty);
+            }
+        }
+        Ok(self.client.inspect_container(name)?.config.tty)
+    }
+}
+
+impl Orchestrator for Docker {
+    /// One `GET /containers/json`, plus one inspect per container whose listing
+    /// line changed since the last cycle (the `Status` text changes on every
+    /// restart: `Restarting (1) …`, `Up 1 second`), so an idle cycle costs one call.
+    fn list(&self) -> Result<Vec<Workload>, Error> {
+        let summaries = self
+            .client
+            .list_containers(&format!("{LABEL_MANAGER}={}", self.manager_id))?;
+        let mut seen = HashSet::new();
+        let mut workloads = Vec::with_capacity(summaries.len());
+        for s in summaries {
+            let Some(name) = s
+                .names
+                .first()
+                .map(|n| n.trim_start_matches('/').to_string())
+            else {
+                log::warn!("container {} has no name; skipped", s.id);
+                continue;
+            };
+            if s.id.is_empty() {
+                log::warn!("container {name} has no id; skipped");
+                continue;
+            }
+            seen.insert(s.id.clone());
+            let connector_id = s.labels.get(LABEL_CONNECTOR).cloned();
+            // A workload without connector id is never touched: no need to inspect it.
+            let details = match (&connector_id, self.cached(&s.id, &s.state, &s.status)) {
+                (None, _) => None,
+                (Some(_), Some(d)) => Some(d),
+                (Some(_), None) => match self.inspect(&s.id, &s.state, &s.status) {
+                    Ok(d) => Some(d),
+                    // Removed between the listing and the inspect.
+                    Err(Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                },
+            };
+            workloads.push(Workload {
+                name,
+                connector_id,
+                platform: s.labels.get(LABEL_PLATFORM).cloned(),
+                hash: details.as_ref().and_then(|d| d.hash.clone()),
+                state: state_of(&s.state),
+                restart_count: details.as_ref().map_or(0, |d| d.restart_count),
+                started_at: details.and_then(|d| d.started_at),
+                waiting_reason: None,
+            });
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|id, _| seen.contains(id));
+        Ok(workloads)
+    }
+
+    fn deploy(&self, spec: &Spec) -> Result<(), Error> {
+        let image = self.ensure_image(&spec.image)?;
+        self.create_and_start(spec, &image)
+    }
+
+    /// Remove and create again. The image is obtained first, so a failed pull
+    /// leaves the old container running.
+    fn refresh(&self, spec: &Spec) -> Result<(), Error> {
+        let image = self.ensure_image(&spec.image)?;
+        match self.client.remove_container(&spec.name) {
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.create_and_start(spec, &image)
+    }
+
+    fn start(&self, name: &str) -> Result<(), Error> {
+        self.client.start_container(name)
+    }
+
+    fn stop(&self, name: &str) -> Result<(), Error> {
+        self.client.stop_container(name)
+    }
+
+    fn remove(&self, name: &str) -> Result<(), Error> {
+        self.client.remove_container(name)
+    }
+
+    fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>, Error> {
+        let tty = self.is_tty(name)?;
+        self.client.container_logs(name, tail, tty)
+    }
+}
+
+fn state_of(state: &str) -> WorkloadState {
+    match state {
+        "running" => WorkloadState::Running,
+        "restarting" => WorkloadState::Restarting,
+        _ => WorkloadState::Stopped,
+    }
+}
+
+fn details_of(inspect: ContainerInspect) -> Details {
+    let started = inspect.state.started_at;
+    Details {
+        name: inspect.name.trim_start_matches('/').to_string(),
+        hash: env_value(&inspect.config.env, HASH_MARKER).map(str::to_string),
+        restart_count: u32::try_from(inspect.restart_count.max(0)).unwrap_or(u32::MAX),
+        // The engine's zero time means "never started".
+        started_at: Some(started).filter(|s| !s.is_empty() && !s.starts_with("0001-01-01")),
+        tty: inspect.config.tty,
+    }
+}
+
+/// The value of `key` in `KEY=value` entries, split at the first `=` (D20).
+fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter()
+        .filter_map(|e| e.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+/// The pull and restart policies of `{p}.daemon.docker`.
+///
+/// # Errors
+/// `Error::Config` naming the key and the accepted values.
+fn policies(
+    options: &DockerOptions,
+    platform: PlatformKind,
+) -> Result<(PullPolicy, RestartPolicy), Error> {
+    let invalid = |key: &str, value: &str, accepted: &str| Error::Config {
+        op: "docker settings",
+        detail: format!("{platform}.daemon.docker.{key}: unknown value {value:?} ({accepted})"),
+    };
+    let pull = PullPolicy::parse(options.pull_policy.as_deref())
+        .map_err(|v| invalid("pull_policy", &v, "always, if-not-present, never"))?;
+    let restart_value = options.restart_policy.as_deref();
+    let restart = parse_restart_policy(restart_value).ok_or_else(|| {
+        invalid(
+            "restart_policy",
+            restart_value.unwrap_or_default(),
+            "no, on-failure[:N], unless-stopped, always",
+        )
+    })?;
+    Ok((pull, restart))
+}
+
+/// `no` | `on-failure[:N]` | `unless-stopped` | `always`; default `unless-stopped`.
+///
+/// Why a restart policy at all (D5): the existing composer sets none and
+/// restarts exited containers itself, so `RestartCount` stays 0 and reboot
+/// loops are invisible. With the engine restarting, `RestartCount` is the real
+/// figure and the composer never restarts a crashing container; `unless-stopped`
+/// (not `always`) keeps a container stopped by the composer stopped when the
+/// daemon restarts.
+fn parse_restart_policy(value: Option<&str>) -> Option<RestartPolicy> {
+    let policy = |name, maximum_retry_count| {
+        Some(RestartPolicy {
+            name,
+            maximum_retry_count,
+        })
+    };
+    match value.map(str::trim) {
+        None | Some("") | Some("unless-stopped") => policy("unless-stopped", 0),
+        Some("no") => policy("no", 0),
+        Some("always") => policy("always", 0),
+        Some("on-failure") => policy("on-failure", 0),
+        Some(other) => {
+            let count = other.strip_prefix("on-failure:")?.parse::<i64>().ok()?;
+            if count < 0 {
+                return None;
+            }
+            policy("on-failure", count)
+        }
+    }
+}
+
+/// The proxy CA entries (inline PEM, else file paths), each ending with a
+/// newline, followed by the system roots when `roots` exists. `None` without entries.
+///
+/// # Errors
+/// `Error::Config` naming an entry file that cannot be read.
+fn proxy_ca_bundle(entries: &[String], roots: &Path) -> Result<Option<Vec<u8>>, Error> {
+    let mut bundle = Vec::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        if entry.starts_with("-----BEGIN") {
+            bundle.extend_from_slice(entry.as_bytes());
+        } else {
+            let pem = std::fs::read(entry).map_err(|e| Error::Config {
+                op: "read https_proxy_ca",
+                detail: format!("{entry}: {e}"),
+            })?;
+            bundle.extend_from_slice(&pem);
+        }
+        if bundle.last() != Some(&b'\n') {
+            bundle.push(b'\n');
+        }
+    }
+    if bundle.is_empty() {
+        return Ok(None);
+    }
+    // Missing roots only weaken direct TLS in the connector; the proxy CA still works.
+    if let Ok(system) = std::fs::read(roots) {
+        bundle.extend_from_slice(&system);
+    }
+    Ok(Some(bundle))
+}
+
+/// Removes sensitive env values from an engine message about this spec.
+fn redact(error: Error, spec: &Spec) -> Error {
+    match error {
+        Error::Api {
+            op,
+            code,
+            mut message,
+        } => {
+            for e in spec.env.iter().filter(|e| e.value.is_sensitive()) {
+                let value = e.value.expose();
+                if !value.is_empty() {
+                    message = message.replace(value, "***");
+                }
+            }
+            Error::Api { op, code, message }
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests;
