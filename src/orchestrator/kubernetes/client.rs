@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use ureq::http::Response;
-use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+use ureq::tls::PrivateKey;
 use ureq::{Agent, Body};
 
 use super::connect::{Auth, Connection};
@@ -38,59 +38,38 @@ pub(crate) struct Client {
     auth: Auth,
 }
 
-/// The agent for an API server: the connection's CA (or the built-in roots),
-/// client certificate, `insecure-skip-tls-verify`, timeouts, and no proxy unless
-/// the kubeconfig names one (the process proxy env is for platform clients, §5.5.1).
+/// The agent for an API server (built by `http::kubernetes_agent`): the
+/// connection's CA, client certificate, `insecure-skip-tls-verify`, `proxy-url`.
 ///
 /// # Errors
 /// A CA, certificate or key that is not usable PEM; an invalid `proxy-url`.
 pub(crate) fn agent(conn: &Connection, t: Timeouts) -> Result<Agent, Error> {
-    let bad = |what: &str, detail: String| Error::Config {
+    let bad = |detail: String| Error::Config {
         op: "connect to kubernetes",
-        detail: format!("{}: {what}: {detail}", conn.origin),
+        detail: format!("{}: {detail}", conn.origin),
     };
-    let mut tls = TlsConfig::builder().disable_verification(conn.insecure);
-    if let Some(pem) = &conn.ca_pem {
-        let certs = certificates(pem);
-        if certs.is_empty() {
-            return Err(bad("certificate authority", "no PEM certificate".into()));
-        }
-        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
-    }
-    if let Some((chain, key)) = &conn.client_cert {
-        let certs = certificates(chain);
-        if certs.is_empty() {
-            return Err(bad("client certificate", "no PEM certificate".into()));
-        }
-        // The key text is not shown: ureq's message names the PEM problem only.
-        let key = PrivateKey::from_pem(key.expose().as_bytes())
-            .map_err(|e| bad("client key", e.to_string()))?;
-        tls = tls.client_cert(Some(ClientCert::new_with_certs(&certs, key)));
-    }
-    let proxy = match &conn.proxy_url {
-        Some(url) => {
-            Some(ureq::Proxy::new(url).map_err(|_| bad("proxy-url", "not a proxy URL".into()))?)
+    let client_cert = match &conn.client_cert {
+        Some((chain, key)) => {
+            // ureq's message names the PEM problem, never the key text.
+            let key = PrivateKey::from_pem(key.expose().as_bytes())
+                .map_err(|e| bad(format!("client key: {e}")))?;
+            Some((chain.as_slice(), key))
         }
         None => None,
     };
-    let config = Agent::config_builder()
-        .tls_config(tls.build())
-        .proxy(proxy)
-        .http_status_as_error(false)
-        .timeout_connect(Some(t.connect))
-        .timeout_global(Some(t.request))
-        .user_agent("xtm-composer")
-        .build();
-    Ok(config.new_agent())
-}
-
-fn certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
-    ureq::tls::parse_pem(pem)
-        .filter_map(|item| match item {
-            Ok(PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect()
+    if conn.insecure {
+        log::warn!(
+            "TLS certificate verification is disabled for the Kubernetes API ({})",
+            conn.origin
+        );
+    }
+    let tls = crate::http::ApiServerTls {
+        ca_pem: conn.ca_pem.as_deref(),
+        client_cert,
+        insecure: conn.insecure,
+        proxy_url: conn.proxy_url.as_deref(),
+    };
+    crate::http::kubernetes_agent(tls, t.connect, t.request).map_err(|e| bad(e.to_string()))
 }
 
 /// Percent-encodes a query value (everything but RFC 3986 unreserved characters).
