@@ -16,6 +16,7 @@ use crate::env;
 use crate::logs::{self, LogJob};
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::docker::Docker;
+use crate::orchestrator::kubernetes::Kubernetes;
 use crate::platform::{Platform, PlatformKind, openaev, opencti};
 
 /// Exit status for configuration and start-up errors.
@@ -52,6 +53,9 @@ fn orchestrator_for(
     match selector {
         Selector::Docker => Docker::new(settings, kind)
             .map(|d| Arc::new(d) as Arc<dyn Orchestrator>)
+            .map_err(|e| e.to_string()),
+        Selector::Kubernetes => Kubernetes::new(settings, kind)
+            .map(|k| Arc::new(k) as Arc<dyn Orchestrator>)
             .map_err(|e| e.to_string()),
         other => Err(format!(
             "{kind}.daemon.selector = {other:?}: this build supports only `docker` so far; \
