@@ -2,9 +2,10 @@
 //! Deployment per connector, listed with its pods in two calls per cycle; status
 //! from the connector container of the newest live pod; start/stop by merge patch
 //! of `spec.replicas`; refresh by merge patch without `spec.selector`. Secrets: the
-//! registry pull secret and the proxy CA are written before each deploy/refresh;
-//! decrypted values live in a per-connector `{name}-env` Secret (`plain_env` restores
-//! plain env). Connecting is lazy: building one never calls the API server.
+//! registry pull secret and the proxy CA are written before each deploy/refresh (the
+//! pull secret also by the first listing and every 10 minutes); decrypted values
+//! live in a per-connector `{name}-env` Secret (`plain_env` restores plain env).
+//! Connecting is lazy: building one never calls the API server.
 //!
 //! `base_deployment` merge rule: see `manifest::merge_into_base` (containers
 //! without an image configure the connector container; with an image they stay
@@ -21,7 +22,7 @@ mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use connect::Source;
 
@@ -49,6 +50,12 @@ const STUCK_REASONS: [&str; 8] = [
     "InvalidImageName",
     "RunContainerError",
 ];
+
+/// How often `list()` rewrites the registry pull secret when no deploy or refresh
+/// did: a Secret deleted or edited behind our back, or credentials changed in the
+/// configuration, are current again within this period (D7). The first listing
+/// after start writes it.
+const PULL_SECRET_EVERY: Duration = Duration::from_secs(600);
 
 /// The system bundle appended to the proxy CA, so direct (`NO_PROXY`) TLS still
 /// verifies in the connector (§5.5.2).
@@ -78,6 +85,8 @@ pub struct Kubernetes {
     pull: Option<PullSecret>,
     proxy_ca: Option<String>,
     located: Mutex<BTreeMap<String, Located>>,
+    /// When the pull secret was last written.
+    pull_written: Mutex<Option<Instant>>,
 }
 
 impl Kubernetes {
@@ -135,6 +144,7 @@ impl Kubernetes {
             pull,
             proxy_ca,
             located: Mutex::new(BTreeMap::new()),
+            pull_written: Mutex::new(None),
         })
     }
 
@@ -150,19 +160,7 @@ impl Kubernetes {
     /// The pull secret, the proxy CA Secret and the env Secret of `spec`, written
     /// before its Deployment so that its pods find them (D7).
     fn write_secrets(&self, spec: &Spec) -> Result<(), Error> {
-        if let Some(p) = &self.pull {
-            let doc = manifest::docker_config_json(
-                &p.server,
-                &p.username,
-                &p.password,
-                p.email.as_deref(),
-            );
-            let labels = BTreeMap::from([(LABEL_MANAGER, self.shape.manager_id.as_str())]);
-            let data = BTreeMap::from([(".dockerconfigjson".to_string(), doc.expose())]);
-            let body =
-                manifest::secret_body(&p.name, "kubernetes.io/dockerconfigjson", labels, data);
-            self.client.upsert_secret(&p.name, &body)?;
-        }
+        self.write_pull_secret()?;
         let labels = || manifest::secret_labels(spec, &self.shape.manager_id);
         if let Some(bundle) = &self.proxy_ca {
             let name = manifest::proxy_ca_secret_name(&spec.name);
@@ -181,6 +179,35 @@ impl Kubernetes {
             self.client.upsert_secret(&name, &body)?;
         }
         Ok(())
+    }
+
+    /// Creates or replaces the registry pull secret, when credentials are set.
+    fn write_pull_secret(&self) -> Result<(), Error> {
+        let Some(p) = &self.pull else { return Ok(()) };
+        let doc =
+            manifest::docker_config_json(&p.server, &p.username, &p.password, p.email.as_deref());
+        let labels = BTreeMap::from([(LABEL_MANAGER, self.shape.manager_id.as_str())]);
+        let data = BTreeMap::from([(".dockerconfigjson".to_string(), doc.expose())]);
+        let body = manifest::secret_body(&p.name, "kubernetes.io/dockerconfigjson", labels, data);
+        self.client.upsert_secret(&p.name, &body)?;
+        if let Ok(mut at) = self.pull_written.lock() {
+            *at = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// The periodic pull secret rewrite of `list()`; a failure is logged, since
+    /// the listing itself succeeded.
+    fn keep_pull_secret(&self) {
+        let due = self.pull.is_some()
+            && self
+                .pull_written
+                .lock()
+                .map(|at| at.is_none_or(|t| t.elapsed() >= PULL_SECRET_EVERY))
+                .unwrap_or(true);
+        if due && let Err(e) = self.write_pull_secret() {
+            log::warn!("kubernetes registry pull secret: {e}");
+        }
     }
 
     fn image(&self, spec: &Spec) -> String {
@@ -217,6 +244,7 @@ impl Orchestrator for Kubernetes {
         if let Ok(mut cache) = self.located.lock() {
             *cache = located;
         }
+        self.keep_pull_secret();
         Ok(workloads)
     }
 
