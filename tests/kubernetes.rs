@@ -922,3 +922,154 @@ fn the_server_rejects_an_object_off_the_official_schema() {
     );
     assert!(ok, "{err}");
 }
+
+#[test]
+fn d7_the_pull_secret_is_written_by_the_first_listing_and_follows_changed_credentials() {
+    let server = K8sApi::start();
+    let k = orchestrator(&server, "pull-sync", &proxy_settings());
+    // No deploy, no refresh: the first listing makes the pull secret.
+    assert!(k.list().unwrap().is_empty());
+    let auth = |server: &K8sApi| {
+        let doc: Value = serde_json::from_str(
+            &server
+                .secret_value("registry-example-5000", ".dockerconfigjson")
+                .unwrap(),
+        )
+        .unwrap();
+        doc["auths"]["registry.example:5000"]["password"].clone()
+    };
+    assert_eq!(auth(&server), "registry-pass");
+    // Within the period, listings cost no Secret write.
+    server.clear_seen();
+    k.list().unwrap();
+    assert_eq!(server.seen().len(), 2, "{:?}", server.seen());
+    // The password changed in the configuration: a composer started with it
+    // replaces the Secret at its first listing, before any deploy.
+    let mut changed = proxy_settings();
+    changed.opencti.daemon.registry.as_mut().unwrap().password = Some(Secret::new("rotated-pass"));
+    let k2 = orchestrator(&server, "pull-sync-2", &changed);
+    k2.list().unwrap();
+    assert_eq!(auth(&server), "rotated-pass");
+    let put = server
+        .seen()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .unwrap();
+    assert!(put.path.ends_with("/secrets/registry-example-5000"));
+    assert_clean(&server);
+}
+
+/// Runs the PyPI `kubernetes-validate` (the official schemas, strict) on files.
+fn kubernetes_validate(files: &[PathBuf]) -> (bool, String) {
+    let out = Command::new("kubernetes-validate")
+        .args(["--kubernetes-version", "1.32.0", "--strict", "--no-warn"])
+        .args(files)
+        .output()
+        .expect(
+            "kubernetes-validate is installed (pip install kubernetes-validate, scripts/test.sh)",
+        );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn what_the_composer_writes_passes_the_official_kubernetes_validate() {
+    let server = K8sApi::start();
+    let base = json!({"metadata": {"labels": {"team": "cti"}},
+        "spec": {"template": {"spec": {"tolerations": [{"key": "k", "operator": "Exists"}],
+            "containers": [{"name": "settings", "securityContext": {"runAsNonRoot": true}},
+                           {"name": "proxy", "image": "envoyproxy/envoy:v1.31"}]}}}});
+    let mut s = proxy_settings();
+    s.opencti.daemon.kubernetes = Some(KubernetesSettings {
+        base_deployment: Some(base),
+        image_resources: Some(json!({"limits": {"memory": "256Mi"}})),
+        image_pull_policy: Some("Always".into()),
+        ..s.opencti.daemon.kubernetes.clone().unwrap()
+    });
+    let k = orchestrator(&server, "validate", &s);
+    k.deploy(&spec("otx", "h1", true)).unwrap();
+    k.refresh(&spec("otx", "h2", false)).unwrap();
+    // Every full object the composer sent, and what the refresh patch made.
+    let dir = tempdir("validate-files");
+    let mut files = Vec::new();
+    for (i, r) in server.seen().iter().enumerate() {
+        if matches!(r.method.as_str(), "POST" | "PUT") {
+            let f = dir.join(format!("sent-{i}.json"));
+            std::fs::write(&f, &r.body).unwrap();
+            files.push(f);
+        }
+    }
+    let f = dir.join("refreshed.json");
+    std::fs::write(&f, server.deployment("otx").unwrap().to_string()).unwrap();
+    files.push(f);
+    assert!(files.len() >= 5, "{files:?}");
+    let (ok, text) = kubernetes_validate(&files);
+    assert!(ok, "{text}");
+    // The check is real: a misspelt field is refused.
+    let mut bad = server.deployment("otx").unwrap();
+    bad["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = json!("Always");
+    let f = dir.join("bad.json");
+    std::fs::write(&f, bad.to_string()).unwrap();
+    let (ok, text) = kubernetes_validate(&[f]);
+    assert!(!ok, "a misspelt field passed: {text}");
+    assert_clean(&server);
+}
+
+#[test]
+fn the_shipped_manifests_pass_the_official_schemas_and_kubectl() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("packaging/kubernetes");
+    let files: Vec<PathBuf> = [
+        "serviceaccount.yaml",
+        "role.yaml",
+        "rolebinding.yaml",
+        "deployment.yaml",
+        "secret.example.yaml",
+    ]
+    .iter()
+    .map(|f| root.join(f))
+    .collect();
+    let (ok, text) = kubernetes_validate(&files);
+    assert!(ok, "{text}");
+    assert_eq!(text.matches("passed").count(), files.len(), "{text}");
+    // kubectl builds the kustomization offline: every listed file exists and parses.
+    let out = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(&root)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("kubectl is installed (v1.32)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for kind in ["ServiceAccount", "Role", "RoleBinding", "Deployment"] {
+        assert!(
+            text.contains(&format!("kind: {kind}\n")),
+            "{kind} missing:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn the_schema_fixtures_are_those_of_the_pypi_package() {
+    // tests/fixtures/k8s-schemas/ are copies; this proves they are still exact.
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/k8s-schemas/extract.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg("--check")
+        .output()
+        .expect("python3 is installed");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
