@@ -440,6 +440,20 @@ fn warn_insecure(host: &str) {
     }
 }
 
+/// Percent-encodes a path segment or query value: everything but RFC 3986
+/// unreserved characters.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Reads a response body as text, at most `BODY_LIMIT` bytes.
 ///
 /// # Errors

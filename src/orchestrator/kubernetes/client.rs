@@ -14,6 +14,7 @@ use ureq::{Agent, Body};
 
 use super::connect::{Auth, Connection};
 use super::wire;
+use crate::http::percent_encode;
 use crate::orchestrator::Error;
 
 /// Bound on a listing or object answer.
@@ -70,19 +71,6 @@ pub(crate) fn agent(conn: &Connection, t: Timeouts) -> Result<Agent, Error> {
         proxy_url: conn.proxy_url.as_deref(),
     };
     crate::http::kubernetes_agent(tls, t.connect, t.request).map_err(|e| bad(e.to_string()))
-}
-
-/// Percent-encodes a query value (everything but RFC 3986 unreserved characters).
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// A request body: content type and bytes.
@@ -213,7 +201,11 @@ impl Client {
     /// # Errors
     /// Transport, API or decode errors.
     pub(crate) fn list_deployments(&self, selector: &str) -> Result<wire::DeploymentList, Error> {
-        let url = format!("{}?labelSelector={}", self.deployments(), encode(selector));
+        let url = format!(
+            "{}?labelSelector={}",
+            self.deployments(),
+            percent_encode(selector)
+        );
         let op = "list deployments";
         Self::json(op, self.send(op, "GET", &url, None)?)
     }
@@ -223,7 +215,11 @@ impl Client {
     /// # Errors
     /// Transport, API or decode errors.
     pub(crate) fn list_pods(&self, selector: &str) -> Result<wire::PodList, Error> {
-        let url = format!("{}?labelSelector={}", self.core("pods"), encode(selector));
+        let url = format!(
+            "{}?labelSelector={}",
+            self.core("pods"),
+            percent_encode(selector)
+        );
         let op = "list pods";
         Self::json(op, self.send(op, "GET", &url, None)?)
     }
@@ -300,7 +296,7 @@ impl Client {
         let url = format!(
             "{}/{pod}/log?container={}&tailLines={tail}",
             self.core("pods"),
-            encode(container)
+            percent_encode(container)
         );
         let op = "read logs";
         let mut resp = self.send(op, "GET", &url, None)?;
@@ -341,7 +337,7 @@ mod tests {
     #[test]
     fn label_selectors_are_percent_encoded() {
         assert_eq!(
-            encode("opencti-manager=m 1,a/b"),
+            percent_encode("opencti-manager=m 1,a/b"),
             "opencti-manager%3Dm%201%2Ca%2Fb"
         );
     }
