@@ -94,21 +94,6 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// The server's checks that every test ends with: nothing outside the Role,
-/// nothing off-schema.
-fn assert_clean(server: &K8sApi) {
-    assert_eq!(
-        server.forbidden(),
-        Vec::<String>::new(),
-        "requests outside the Role"
-    );
-    assert_eq!(
-        server.schema_errors(),
-        Vec::<String>::new(),
-        "objects off the v1.32 schemas"
-    );
-}
-
 #[test]
 fn deploy_creates_a_valid_deployment_that_kubectl_reads() {
     let server = K8sApi::start();
@@ -154,7 +139,7 @@ fn deploy_creates_a_valid_deployment_that_kubectl_reads() {
         !out.contains(SECRET_VALUE),
         "kubectl shows a decrypted secret"
     );
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 fn deployment_bodies(server: &K8sApi) -> Vec<String> {
@@ -196,7 +181,7 @@ fn d23_decrypted_values_live_in_the_env_secret_never_in_a_deployment_body() {
     let w = k.list().unwrap();
     assert_eq!(find(&w, "otx").state, WorkloadState::Running);
     assert_eq!(find(&w, "otx").waiting_reason, None);
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -214,7 +199,7 @@ fn plain_env_puts_values_in_the_deployment_as_the_existing_composer_does() {
         d["spec"]["template"]["spec"]["containers"][0]["env"][1],
         json!({"name": "CONNECTOR_API_KEY", "value": SECRET_VALUE})
     );
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -260,7 +245,7 @@ fn the_deployment_follows_the_contract_body() {
             .get("imagePullSecrets")
             .is_none()
     );
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -287,7 +272,7 @@ fn start_and_stop_are_merge_patches_of_replicas() {
     assert_eq!(patches[1].body, r#"{"spec":{"replicas":1}}"#);
     let e = k.start("nope").unwrap_err();
     assert!(e.to_string().contains("nope"), "{e}");
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -332,7 +317,7 @@ fn refresh_patches_without_the_selector_and_rolls_the_pod() {
     assert_eq!(pods.len(), 2);
     let lines = k.logs("otx", 3).unwrap();
     assert!(!lines[0].contains(&first_pod), "{lines:?}");
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -381,7 +366,7 @@ fn a_selector_that_cannot_follow_the_template_is_deleted_and_redeployed() {
         find(&k.list().unwrap(), "otx").state,
         WorkloadState::Running
     );
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 fn proxy_settings() -> Settings {
@@ -414,7 +399,7 @@ fn remove_deletes_the_deployment_and_its_secrets() {
     assert!(k.list().unwrap().is_empty());
     // Removing what is gone is done already.
     k.remove("otx").unwrap();
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -463,7 +448,7 @@ fn d7_pull_secret_and_proxy_ca_are_written_before_each_deploy_and_refresh() {
     assert!(server.remove_secret("registry-example-5000"));
     k.refresh(&spec("otx", "h2", true)).unwrap();
     assert!(server.secret("registry-example-5000").is_some());
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -495,7 +480,7 @@ fn d6_logs_come_from_the_current_pod_with_tail_lines() {
     k.list().unwrap();
     k.list().unwrap();
     assert_eq!(k.logs("otx", 5).unwrap(), Vec::<String>::new());
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -520,7 +505,7 @@ fn d4_a_crash_loop_is_reported_with_its_reason_and_a_growing_restart_count() {
     ));
     // Logs of the last run are still readable.
     assert!(!k.logs("otx", 10).unwrap().is_empty());
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -535,7 +520,7 @@ fn an_image_that_cannot_be_pulled_is_reported_and_its_logs_are_an_error() {
     assert_eq!(w.restart_count, 0);
     let e = k.logs("otx", 10).unwrap_err();
     assert!(e.to_string().contains("waiting to start"), "{e}");
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 /// The Deployment the existing composer makes (CONTRACT §6.3 body, verified),
@@ -585,7 +570,7 @@ fn a_deployment_made_by_the_existing_composer_is_adopted_and_refreshed_in_place(
     assert!(pod["containers"][0].get("volumeMounts").is_none());
     assert!(!d.to_string().contains(SECRET_VALUE));
     assert_eq!(find(&k.list().unwrap(), "otx").hash.as_deref(), Some("h1"));
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -628,7 +613,7 @@ fn d16_base_deployment_configures_the_connector_container_and_keeps_sidecars() {
         2,
         "logs pick the connector container"
     );
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -644,7 +629,7 @@ fn a_second_deploy_of_the_same_name_is_a_conflict_error() {
         }
         other => panic!("expected a 409, got {other:?}"),
     }
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -673,7 +658,7 @@ fn an_idle_cycle_costs_two_calls_whatever_the_number_of_connectors() {
             ),
         ]
     );
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -702,7 +687,7 @@ fn server_errors_and_hangs_are_errors_and_the_next_call_recovers() {
     assert_eq!(k.list().unwrap().len(), 1);
     k.deploy(&spec("cve", "h1", true)).unwrap();
     assert_eq!(k.list().unwrap().len(), 2);
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -749,7 +734,7 @@ fn in_cluster_service_account_works_and_a_rotated_token_is_reread() {
     ));
     std::fs::write(dir.join("token"), next).unwrap();
     assert_eq!(k.list().unwrap().len(), 1);
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -766,7 +751,7 @@ fn a_kubeconfig_with_a_client_certificate_authenticates_without_a_token() {
     k.deploy(&spec("otx", "h1", true)).unwrap();
     assert_eq!(k.list().unwrap().len(), 1);
     assert!(server.seen().iter().all(|r| r.user == COMPOSER_USER));
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 fn exec_plugin() -> PathBuf {
@@ -794,7 +779,7 @@ fn an_exec_plugin_token_is_used_and_cached() {
     let (ok, out, err) = kubectl(&kc, &["get", "deployments", "-o", "json"]);
     assert!(ok, "kubectl with the exec plugin: {err}");
     assert!(out.contains("\"otx\""));
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -880,7 +865,7 @@ fn kubectl_reads_logs_and_scales_what_the_composer_made() {
     );
     assert!(ok, "{err}");
     assert_eq!(out, "0");
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]
@@ -956,7 +941,7 @@ fn d7_the_pull_secret_is_written_by_the_first_listing_and_follows_changed_creden
         .find(|r| r.method == "PUT")
         .unwrap();
     assert!(put.path.ends_with("/secrets/registry-example-5000"));
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 /// Runs the PyPI `kubernetes-validate` (the official schemas, strict) on files.
@@ -1016,7 +1001,7 @@ fn what_the_composer_writes_passes_the_official_kubernetes_validate() {
     std::fs::write(&f, bad.to_string()).unwrap();
     let (ok, text) = kubernetes_validate(&[f]);
     assert!(!ok, "a misspelt field passed: {text}");
-    assert_clean(&server);
+    server.assert_clean();
 }
 
 #[test]

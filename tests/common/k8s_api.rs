@@ -329,6 +329,20 @@ impl K8sApi {
         self.state().forbidden.clone()
     }
 
+    /// The checks every test ends with: nothing outside the Role, nothing off-schema.
+    pub fn assert_clean(&self) {
+        assert_eq!(
+            self.forbidden(),
+            Vec::<String>::new(),
+            "requests outside the Role"
+        );
+        assert_eq!(
+            self.schema_errors(),
+            Vec::<String>::new(),
+            "objects off the v1.32 schemas"
+        );
+    }
+
     pub fn deployment(&self, name: &str) -> Option<Value> {
         self.state().deployments.get(name).cloned()
     }
