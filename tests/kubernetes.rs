@@ -909,12 +909,10 @@ fn the_server_rejects_an_object_off_the_official_schema() {
 }
 
 #[test]
-fn d7_the_pull_secret_is_written_by_the_first_listing_and_follows_changed_credentials() {
+fn d7_the_pull_secret_is_rewritten_before_a_start_and_follows_changed_credentials() {
     let server = K8sApi::start();
     let k = orchestrator(&server, "pull-sync", &proxy_settings());
-    // No deploy, no refresh: the first listing makes the pull secret.
-    assert!(k.list().unwrap().is_empty());
-    let auth = |server: &K8sApi| {
+    let password = |server: &K8sApi| {
         let doc: Value = serde_json::from_str(
             &server
                 .secret_value("registry-example-5000", ".dockerconfigjson")
@@ -923,24 +921,42 @@ fn d7_the_pull_secret_is_written_by_the_first_listing_and_follows_changed_creden
         .unwrap();
         doc["auths"]["registry.example:5000"]["password"].clone()
     };
-    assert_eq!(auth(&server), "registry-pass");
-    // Within the period, listings cost no Secret write.
+    k.deploy(&spec("otx", "h1", false)).unwrap();
+    assert_eq!(password(&server), "registry-pass");
+    // Listings only read, so that `plan` and `check` change nothing.
+    assert!(server.remove_secret("registry-example-5000"));
     server.clear_seen();
     k.list().unwrap();
-    assert_eq!(server.seen().len(), 2, "{:?}", server.seen());
-    // The password changed in the configuration: a composer started with it
-    // replaces the Secret at its first listing, before any deploy.
+    assert!(server.seen().iter().all(|r| r.method == "GET"));
+    assert!(server.secret("registry-example-5000").is_none());
+    // A start makes a pod: the Secret is back first.
+    k.start("otx").unwrap();
+    assert_eq!(password(&server), "registry-pass");
+    // The password changed in the configuration: the restarted composer's first
+    // start replaces the Secret, though the Deployment is not refreshed.
+    k.stop("otx").unwrap();
     let mut changed = proxy_settings();
     changed.opencti.daemon.registry.as_mut().unwrap().password = Some(Secret::new("rotated-pass"));
     let k2 = orchestrator(&server, "pull-sync-2", &changed);
-    k2.list().unwrap();
-    assert_eq!(auth(&server), "rotated-pass");
-    let put = server
+    k2.start("otx").unwrap();
+    assert_eq!(password(&server), "rotated-pass");
+    let writes: Vec<String> = server
         .seen()
         .into_iter()
-        .find(|r| r.method == "PUT")
-        .unwrap();
-    assert!(put.path.ends_with("/secrets/registry-example-5000"));
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            "PUT /api/v1/namespaces/connectors/secrets/registry-example-5000",
+            "POST /api/v1/namespaces/connectors/secrets",
+            "PATCH /apis/apps/v1/namespaces/connectors/deployments/otx",
+            "PATCH /apis/apps/v1/namespaces/connectors/deployments/otx",
+            "PUT /api/v1/namespaces/connectors/secrets/registry-example-5000",
+            "PATCH /apis/apps/v1/namespaces/connectors/deployments/otx",
+        ]
+    );
     server.assert_clean();
 }
 

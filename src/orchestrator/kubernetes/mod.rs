@@ -3,8 +3,8 @@
 //! from the connector container of the newest live pod; start/stop by merge patch
 //! of `spec.replicas`; refresh by merge patch without `spec.selector`. Secrets: the
 //! registry pull secret and the proxy CA are written before each deploy/refresh (the
-//! pull secret also by the first listing and every 10 minutes); decrypted values
-//! live in a per-connector `{name}-env` Secret (`plain_env` restores plain env).
+//! pull secret also before each start); decrypted values live in a per-connector
+//! `{name}-env` Secret (`plain_env` restores plain env). `list()` only reads.
 //! Connecting is lazy: building one never calls the API server.
 //!
 //! `base_deployment` merge rule: see `manifest::merge_into_base` (containers
@@ -22,7 +22,7 @@ mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 pub use connect::Source;
 
@@ -50,12 +50,6 @@ const STUCK_REASONS: [&str; 8] = [
     "InvalidImageName",
     "RunContainerError",
 ];
-
-/// How often `list()` rewrites the registry pull secret when no deploy or refresh
-/// did: a Secret deleted or edited behind our back, or credentials changed in the
-/// configuration, are current again within this period (D7). The first listing
-/// after start writes it.
-const PULL_SECRET_EVERY: Duration = Duration::from_secs(600);
 
 /// The system bundle appended to the proxy CA, so direct (`NO_PROXY`) TLS still
 /// verifies in the connector (§5.5.2).
@@ -85,8 +79,6 @@ pub struct Kubernetes {
     pull: Option<PullSecret>,
     proxy_ca: Option<String>,
     located: Mutex<BTreeMap<String, Located>>,
-    /// When the pull secret was last written.
-    pull_written: Mutex<Option<Instant>>,
 }
 
 impl Kubernetes {
@@ -144,7 +136,6 @@ impl Kubernetes {
             pull,
             proxy_ca,
             located: Mutex::new(BTreeMap::new()),
-            pull_written: Mutex::new(None),
         })
     }
 
@@ -182,6 +173,10 @@ impl Kubernetes {
     }
 
     /// Creates or replaces the registry pull secret, when credentials are set.
+    /// Written before every call that makes pods (deploy, refresh, start), so a
+    /// Secret deleted or edited behind our back, or credentials changed in the
+    /// configuration, are current whenever a pod of ours needs them (D7). Never
+    /// from `list()`: `plan` and `check` must change nothing.
     fn write_pull_secret(&self) -> Result<(), Error> {
         let Some(p) = &self.pull else { return Ok(()) };
         let doc =
@@ -189,25 +184,7 @@ impl Kubernetes {
         let labels = BTreeMap::from([(LABEL_MANAGER, self.shape.manager_id.as_str())]);
         let data = BTreeMap::from([(".dockerconfigjson".to_string(), doc.expose())]);
         let body = manifest::secret_body(&p.name, "kubernetes.io/dockerconfigjson", labels, data);
-        self.client.upsert_secret(&p.name, &body)?;
-        if let Ok(mut at) = self.pull_written.lock() {
-            *at = Some(Instant::now());
-        }
-        Ok(())
-    }
-
-    /// The periodic pull secret rewrite of `list()`; a failure is logged, since
-    /// the listing itself succeeded.
-    fn keep_pull_secret(&self) {
-        let due = self.pull.is_some()
-            && self
-                .pull_written
-                .lock()
-                .map(|at| at.is_none_or(|t| t.elapsed() >= PULL_SECRET_EVERY))
-                .unwrap_or(true);
-        if due && let Err(e) = self.write_pull_secret() {
-            log::warn!("kubernetes registry pull secret: {e}");
-        }
+        self.client.upsert_secret(&p.name, &body)
     }
 
     fn image(&self, spec: &Spec) -> String {
@@ -244,7 +221,6 @@ impl Orchestrator for Kubernetes {
         if let Ok(mut cache) = self.located.lock() {
             *cache = located;
         }
-        self.keep_pull_secret();
         Ok(workloads)
     }
 
@@ -280,6 +256,7 @@ impl Orchestrator for Kubernetes {
     }
 
     fn start(&self, name: &str) -> Result<(), Error> {
+        self.write_pull_secret()?;
         self.scale("start deployment", name, 1)
     }
 
