@@ -218,6 +218,123 @@ fn replicas(server: &K8sApi, name: &str) -> Option<i64> {
     server.deployment(name)?["spec"]["replicas"].as_i64()
 }
 
+/// A configuration folder and the environment of a composer with
+/// `selector: kubernetes` for `fake`, reaching the API server through `kubeconfig`.
+fn composer_config(
+    dir: &Path,
+    kubeconfig: Option<&Path>,
+    opencti_url: &str,
+    manager: &str,
+) -> (PathBuf, Vec<(String, String)>) {
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::copy("config/default.yaml", config.join("default.yaml")).unwrap();
+    let key = dir.join("key.pem");
+    let pem = vectors()["rsa4096"]["private_key_pkcs8_pem"].clone();
+    std::fs::write(&key, pem.as_str().unwrap()).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut env: Vec<(String, String)> = [
+        ("HOME", dir.to_str().unwrap()),
+        ("MANAGER__ID", manager),
+        ("MANAGER__CREDENTIALS_KEY_FILEPATH", key.to_str().unwrap()),
+        ("MANAGER__EXECUTE_SCHEDULE", "1"),
+        ("MANAGER__LOGGER__DIRECTORY", "false"),
+        ("MANAGER__LOGGER__FORMAT", "pretty"),
+        ("OPENCTI__URL", opencti_url),
+        ("OPENCTI__TOKEN", TOKEN),
+        ("OPENCTI__LOGS_SCHEDULE", "1"),
+        ("OPENCTI__REQUEST_TIMEOUT", "5"),
+        ("OPENCTI__DAEMON__SELECTOR", "kubernetes"),
+        (
+            "OPENCTI__DAEMON__KUBERNETES__BASE_DEPLOYMENT_JSON",
+            r#"{"spec": {"template": {"metadata": {"labels": {"team": "new"}}}}}"#,
+        ),
+        ("OPENCTI__DAEMON__KUBERNETES__REQUEST_TIMEOUT", "2"),
+        ("OPENCTI__DAEMON__KUBERNETES__CONNECT_TIMEOUT", "2"),
+        ("OPENAEV__ENABLE", "false"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if let Some(k) = kubeconfig {
+        env.push(("KUBECONFIG".into(), k.to_str().unwrap().into()));
+    }
+    (config, env)
+}
+
+/// Runs a one-shot command of the binary (`check`, `plan`).
+fn run_once(command: &str, config: &Path, env: &[(String, String)]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args([command, "--config", config.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn check_and_plan_reach_the_api_server_and_change_nothing() {
+    let manager = format!("k8s-plan-{}", std::process::id());
+    let dir = tempdir("plan");
+    let server = K8sApi::start();
+    let fake = FakeOpenCti::start(TOKEN);
+    fake.set_connectors(connectors());
+    server.insert_deployment(existing_composer_deployment(
+        "connector-8",
+        "c8",
+        &manager,
+        "h0",
+    ));
+    let kubeconfig = server.kubeconfig_token(&dir);
+    let (config, mut env) = composer_config(&dir, Some(&kubeconfig), &fake.url(), &manager);
+    // Registry credentials too: even the pull secret is not written by a listing.
+    for (k, v) in [
+        ("OPENCTI__DAEMON__REGISTRY__SERVER", "registry.example:5000"),
+        ("OPENCTI__DAEMON__REGISTRY__USERNAME", "puller"),
+        ("OPENCTI__DAEMON__REGISTRY__PASSWORD", "registry-pass"),
+    ] {
+        env.push((k.into(), v.into()));
+    }
+
+    let (code, text) = run_once("check", &config, &env);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("✔ opencti orchestrator: reachable, 1 workload(s) of this manager"),
+        "{text}"
+    );
+    let (code, text) = run_once("plan", &config, &env);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("deploy connector-0 (connector c0)"), "{text}");
+    assert!(
+        text.contains("refresh connector-8 (connector c8) to hash h1"),
+        "{text}"
+    );
+    // Only listings: nothing was written.
+    let seen = server.seen();
+    assert!(seen.iter().all(|r| r.method == "GET"), "{seen:?}");
+    assert_eq!(server.deployment_names(), vec!["connector-8".to_string()]);
+    server.assert_clean();
+}
+
+#[test]
+fn without_any_cluster_connection_run_exits_with_an_explanation() {
+    let dir = tempdir("nocluster");
+    let fake = FakeOpenCti::start(TOKEN);
+    let (config, env) = composer_config(&dir, None, &fake.url(), "k8s-none");
+    let (code, text) = run_once("run", &config, &env);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("no kubeconfig"), "{text}");
+    assert!(text.contains("KUBERNETES_SERVICE_HOST"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
 #[test]
 fn the_binary_runs_ten_connectors_on_kubernetes_and_survives_api_server_faults() {
     let manager = format!("k8s-e2e-{}", std::process::id());
@@ -255,42 +372,8 @@ fn the_binary_runs_ten_connectors_on_kubernetes_and_survives_api_server_faults()
     ));
     let stuck_selector = server.deployment("connector-7").unwrap()["spec"]["selector"].clone();
 
-    let config = dir.join("config");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::copy("config/default.yaml", config.join("default.yaml")).unwrap();
-    let key = dir.join("key.pem");
-    std::fs::write(
-        &key,
-        vectors()["rsa4096"]["private_key_pkcs8_pem"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
     let kubeconfig = server.kubeconfig_token(&dir);
-    let env: Vec<(String, String)> = [
-        ("HOME", dir.to_str().unwrap()),
-        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-        ("MANAGER__ID", manager.as_str()),
-        ("MANAGER__CREDENTIALS_KEY_FILEPATH", key.to_str().unwrap()),
-        ("MANAGER__EXECUTE_SCHEDULE", "1"),
-        ("MANAGER__LOGGER__DIRECTORY", "false"),
-        ("MANAGER__LOGGER__FORMAT", "pretty"),
-        ("OPENCTI__URL", &fake.url()),
-        ("OPENCTI__TOKEN", TOKEN),
-        ("OPENCTI__LOGS_SCHEDULE", "1"),
-        ("OPENCTI__REQUEST_TIMEOUT", "5"),
-        ("OPENCTI__DAEMON__SELECTOR", "kubernetes"),
-        (
-            "OPENCTI__DAEMON__KUBERNETES__BASE_DEPLOYMENT_JSON",
-            r#"{"spec": {"template": {"metadata": {"labels": {"team": "new"}}}}}"#,
-        ),
-        ("OPENCTI__DAEMON__KUBERNETES__REQUEST_TIMEOUT", "2"),
-        ("OPENCTI__DAEMON__KUBERNETES__CONNECT_TIMEOUT", "2"),
-        ("OPENAEV__ENABLE", "false"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let (config, env) = composer_config(&dir, Some(&kubeconfig), &fake.url(), &manager);
     let mut composer = Composer::start(&config, &env);
     let log = Arc::clone(&composer.output);
     let logged = |text: &str| log.lock().unwrap().contains(text);
