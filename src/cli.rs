@@ -17,6 +17,8 @@ use crate::logs::{self, LogJob};
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::docker::Docker;
 use crate::orchestrator::kubernetes::Kubernetes;
+use crate::orchestrator::portainer::Portainer;
+use crate::orchestrator::swarm::Swarm;
 use crate::platform::{Platform, PlatformKind, openaev, opencti};
 
 /// Exit status for configuration and start-up errors.
@@ -50,19 +52,13 @@ fn orchestrator_for(
     kind: PlatformKind,
 ) -> Result<Arc<dyn Orchestrator>, String> {
     let selector = settings.platform(kind).daemon.selector;
-    match selector {
-        Selector::Docker => Docker::new(settings, kind)
-            .map(|d| Arc::new(d) as Arc<dyn Orchestrator>)
-            .map_err(|e| e.to_string()),
-        Selector::Kubernetes => Kubernetes::new(settings, kind)
-            .map(|k| Arc::new(k) as Arc<dyn Orchestrator>)
-            .map_err(|e| e.to_string()),
-        other => Err(format!(
-            "{kind}.daemon.selector = {other:?}: this build supports only `docker` so far; \
-             set {}__DAEMON__SELECTOR=docker",
-            kind.as_str().to_uppercase()
-        )),
-    }
+    let built: Result<Arc<dyn Orchestrator>, _> = match selector {
+        Selector::Docker => Docker::new(settings, kind).map(|d| Arc::new(d) as _),
+        Selector::Portainer => Portainer::new(settings, kind).map(|p| Arc::new(p) as _),
+        Selector::Swarm => Swarm::new(settings, kind).map(|s| Arc::new(s) as _),
+        Selector::Kubernetes => Kubernetes::new(settings, kind).map(|k| Arc::new(k) as _),
+    };
+    built.map_err(|e| e.to_string())
 }
 
 fn platform_for(

@@ -5,6 +5,8 @@
 
 pub mod docker;
 pub mod kubernetes;
+pub mod portainer;
+pub mod swarm;
 
 use std::fmt;
 
