@@ -384,12 +384,30 @@ fn check_platform(c: &mut Checks, s: &Settings, kind: PlatformKind, key: Option<
         None => c.line(false, &format!("{kind} platform"), "not tried (no key)", ""),
     }
     match orchestrator_for(s, kind).and_then(|o| o.list().map_err(|e| e.to_string())) {
-        Ok(ws) => c.line(true, &format!("{kind} orchestrator"), &format!("reachable, {} workload(s) of this manager", ws.len()), ""),
+        Ok(ws) => c.line(
+            true,
+            &format!("{kind} orchestrator"),
+            &format!("reachable, {} workload(s) of this manager", ws.len()),
+            "",
+        ),
         Err(e) => c.line(
             false,
             &format!("{kind} orchestrator"),
             &e,
-            &format!("check {kind}.daemon.selector and that the engine socket is reachable by this user ({up}__DAEMON__DOCKER__HOST)"),
+            &orchestrator_hint(p.daemon.selector, kind, &up),
+        ),
+    }
+}
+
+fn orchestrator_hint(selector: Selector, kind: PlatformKind, up: &str) -> String {
+    match selector {
+        Selector::Kubernetes => format!(
+            "check KUBECONFIG (else ~/.kube/config, else the in-cluster service account), \
+             {kind}.daemon.kubernetes.namespace ({up}__DAEMON__KUBERNETES__NAMESPACE) and that \
+             the Role of packaging/kubernetes/ is bound there"
+        ),
+        _ => format!(
+            "check {kind}.daemon.selector and that the engine socket is reachable by this user ({up}__DAEMON__DOCKER__HOST)"
         ),
     }
 }

@@ -309,6 +309,27 @@ fn check_and_plan_reach_the_api_server_and_change_nothing() {
         text.contains("✔ opencti orchestrator: reachable, 1 workload(s) of this manager"),
         "{text}"
     );
+    // A namespace the Role is not bound in: refused, and the fix names the setting.
+    let mut elsewhere = env.clone();
+    elsewhere.push((
+        "OPENCTI__DAEMON__KUBERNETES__NAMESPACE".into(),
+        "elsewhere".into(),
+    ));
+    let (code, text) = run_once("check", &config, &elsewhere);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("✘ opencti orchestrator") && text.contains("Forbidden"),
+        "{text}"
+    );
+    assert!(
+        text.contains("OPENCTI__DAEMON__KUBERNETES__NAMESPACE"),
+        "{text}"
+    );
+    assert_eq!(
+        server.forbidden(),
+        vec!["list deployments in elsewhere".to_string()]
+    );
+    server.clear_forbidden();
     let (code, text) = run_once("plan", &config, &env);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("deploy connector-0 (connector c0)"), "{text}");

@@ -329,6 +329,11 @@ impl K8sApi {
         self.state().forbidden.clone()
     }
 
+    /// Forgets the refused requests a test provoked on purpose.
+    pub fn clear_forbidden(&self) {
+        self.state().forbidden.clear();
+    }
+
     /// The checks every test ends with: nothing outside the Role, nothing off-schema.
     pub fn assert_clean(&self) {
         assert_eq!(
