@@ -426,6 +426,12 @@ fn the_binary_runs_ten_connectors_on_kubernetes_and_survives_api_server_faults()
     );
     assert_eq!(deployment_requests(&server, "POST", "connector-8"), 0);
     assert_eq!(deployment_requests(&server, "DELETE", "connector-8"), 0);
+    let d8 = server.deployment("connector-8").unwrap().to_string();
+    assert!(
+        !d8.contains("old-plain-secret"),
+        "the plain secret stayed: {d8}"
+    );
+    assert!(d8.contains("secretKeyRef"), "{d8}");
     // Self-heal: the refresh was refused (422), the Deployment deleted and made again
     // with the three-label selector.
     let d7 = server.deployment("connector-7").unwrap();
