@@ -17,6 +17,7 @@ use crate::logs::{self, LogJob};
 use crate::notify::{self, Notifier};
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::docker::Docker;
+use crate::orchestrator::kubernetes::Kubernetes;
 use crate::orchestrator::portainer::Portainer;
 use crate::orchestrator::swarm::Swarm;
 use crate::platform::{Platform, PlatformKind, openaev, opencti};
@@ -56,13 +57,7 @@ fn orchestrator_for(
         Selector::Docker => Docker::new(settings, kind).map(|d| Arc::new(d) as _),
         Selector::Portainer => Portainer::new(settings, kind).map(|p| Arc::new(p) as _),
         Selector::Swarm => Swarm::new(settings, kind).map(|s| Arc::new(s) as _),
-        other => {
-            return Err(format!(
-                "{kind}.daemon.selector = {other:?}: this build supports docker, portainer and \
-                 swarm so far; set {}__DAEMON__SELECTOR=docker",
-                kind.as_str().to_uppercase()
-            ));
-        }
+        Selector::Kubernetes => Kubernetes::new(settings, kind).map(|k| Arc::new(k) as _),
     };
     built.map_err(|e| e.to_string())
 }
@@ -419,12 +414,30 @@ fn check_platform(c: &mut Checks, s: &Settings, kind: PlatformKind, key: Option<
         None => c.line(false, &format!("{kind} platform"), "not tried (no key)", ""),
     }
     match orchestrator_for(s, kind).and_then(|o| o.list().map_err(|e| e.to_string())) {
-        Ok(ws) => c.line(true, &format!("{kind} orchestrator"), &format!("reachable, {} workload(s) of this manager", ws.len()), ""),
+        Ok(ws) => c.line(
+            true,
+            &format!("{kind} orchestrator"),
+            &format!("reachable, {} workload(s) of this manager", ws.len()),
+            "",
+        ),
         Err(e) => c.line(
             false,
             &format!("{kind} orchestrator"),
             &e,
-            &format!("check {kind}.daemon.selector and that the engine socket is reachable by this user ({up}__DAEMON__DOCKER__HOST)"),
+            &orchestrator_hint(p.daemon.selector, kind, &up),
+        ),
+    }
+}
+
+fn orchestrator_hint(selector: Selector, kind: PlatformKind, up: &str) -> String {
+    match selector {
+        Selector::Kubernetes => format!(
+            "check KUBECONFIG (else ~/.kube/config, else the in-cluster service account), \
+             {kind}.daemon.kubernetes.namespace ({up}__DAEMON__KUBERNETES__NAMESPACE) and that \
+             the Role of packaging/kubernetes/ is bound there"
+        ),
+        _ => format!(
+            "check {kind}.daemon.selector and that the engine socket is reachable by this user ({up}__DAEMON__DOCKER__HOST)"
         ),
     }
 }
