@@ -5,6 +5,7 @@
 // Each test binary declares `mod common;` and uses only part of it.
 #![allow(dead_code)]
 
+pub mod composer;
 pub mod fake_opencti;
 pub mod http1;
 pub mod memory;
