@@ -16,7 +16,7 @@ use crate::env;
 use crate::logs::{self, LogJob};
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::docker::Docker;
-use crate::platform::{Platform, PlatformKind, opencti};
+use crate::platform::{Platform, PlatformKind, openaev, opencti};
 
 /// Exit status for configuration and start-up errors.
 const EXIT_CONFIG: u8 = 2;
@@ -25,7 +25,10 @@ const LOG_QUEUE: usize = 1024;
 
 fn load(dir: Option<&Path>, env: &[(String, String)]) -> Result<Loaded, ExitCode> {
     config::load(dir, env).map_err(|problems| {
-        eprintln!("xtm-composer: the configuration has {} problem(s):", problems.len());
+        eprintln!(
+            "xtm-composer: the configuration has {} problem(s):",
+            problems.len()
+        );
         for p in &problems {
             eprintln!("  - {p}");
         }
@@ -41,10 +44,15 @@ fn load_key(settings: &Settings) -> Result<Key, String> {
     Ok(key)
 }
 
-fn orchestrator_for(settings: &Settings, kind: PlatformKind) -> Result<Arc<dyn Orchestrator>, String> {
+fn orchestrator_for(
+    settings: &Settings,
+    kind: PlatformKind,
+) -> Result<Arc<dyn Orchestrator>, String> {
     let selector = settings.platform(kind).daemon.selector;
     match selector {
-        Selector::Docker => Docker::new(settings, kind).map(|d| Arc::new(d) as Arc<dyn Orchestrator>).map_err(|e| e.to_string()),
+        Selector::Docker => Docker::new(settings, kind)
+            .map(|d| Arc::new(d) as Arc<dyn Orchestrator>)
+            .map_err(|e| e.to_string()),
         other => Err(format!(
             "{kind}.daemon.selector = {other:?}: this build supports only `docker` so far; \
              set {}__DAEMON__SELECTOR=docker",
@@ -53,20 +61,31 @@ fn orchestrator_for(settings: &Settings, kind: PlatformKind) -> Result<Arc<dyn O
     }
 }
 
-fn platform_for(settings: &Settings, kind: PlatformKind, key: &Key) -> Result<Arc<dyn Platform>, String> {
+fn platform_for(
+    settings: &Settings,
+    kind: PlatformKind,
+    key: &Key,
+) -> Result<Arc<dyn Platform>, String> {
     let m = &settings.manager;
     match kind {
-        PlatformKind::OpenCti => opencti::Client::new(&settings.opencti, &m.id, &m.name, key.public_pkcs1_pem())
-            .map(|c| Arc::new(c) as Arc<dyn Platform>)
-            .map_err(|e| format!("opencti client: {e}")),
-        PlatformKind::OpenAev => Err("openaev.enable = true: OpenAEV is not supported by this build yet; \
-             set OPENAEV__ENABLE=false"
-            .into()),
+        PlatformKind::OpenCti => {
+            opencti::Client::new(&settings.opencti, &m.id, &m.name, key.public_pkcs1_pem())
+                .map(|c| Arc::new(c) as Arc<dyn Platform>)
+                .map_err(|e| format!("opencti client: {e}"))
+        }
+        PlatformKind::OpenAev => {
+            openaev::Client::new(&settings.openaev, &m.id, &m.name, key.public_spki_pem())
+                .map(|c| Arc::new(c) as Arc<dyn Platform>)
+                .map_err(|e| format!("openaev client: {e}"))
+        }
     }
 }
 
 fn enabled(settings: &Settings) -> Vec<PlatformKind> {
-    [PlatformKind::OpenCti, PlatformKind::OpenAev].into_iter().filter(|k| settings.platform(*k).enable).collect()
+    [PlatformKind::OpenCti, PlatformKind::OpenAev]
+        .into_iter()
+        .filter(|k| settings.platform(*k).enable)
+        .collect()
 }
 
 /// Builds one engine per enabled platform.
@@ -97,14 +116,27 @@ pub fn engines(
         };
         let ctx = env::Context::new(settings, kind, process_env, ca);
         let decrypt: Arc<dyn Decrypt> = decryptor.clone();
-        out.push(Engine::new(platform, orchestrator, decrypt, ctx, options, logs.clone()));
+        out.push(Engine::new(
+            platform,
+            orchestrator,
+            decrypt,
+            ctx,
+            options,
+            logs.clone(),
+        ));
     }
     Ok(out)
 }
 
-fn startup(dir: Option<&Path>, env: &[(String, String)]) -> Result<(Settings, Arc<Decryptor>), ExitCode> {
+fn startup(
+    dir: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<(Settings, Arc<Decryptor>), ExitCode> {
     let loaded = load(dir, env)?;
-    crate::logging::init(&loaded.settings);
+    if let Err(e) = crate::logging::init(&loaded.settings) {
+        eprintln!("xtm-composer: {e}");
+        return Err(ExitCode::from(EXIT_CONFIG));
+    }
     log::info!("configuration from {}", loaded.dir.display());
     for w in &loaded.warnings {
         log::warn!("{w}");
@@ -117,13 +149,23 @@ fn startup(dir: Option<&Path>, env: &[(String, String)]) -> Result<(Settings, Ar
     Ok((loaded.settings, Arc::new(Decryptor::new(key))))
 }
 
-fn spawn_engine(mut engine: Engine, shutdown: Receiver<()>, beat: Arc<dyn Fn() + Send + Sync>) -> std::io::Result<JoinHandle<()>> {
+fn spawn_engine(
+    mut engine: Engine,
+    shutdown: Receiver<()>,
+    beat: Arc<dyn Fn() + Send + Sync>,
+) -> std::io::Result<JoinHandle<()>> {
     let name = format!("{}-loop", engine.platform.kind());
-    std::thread::Builder::new().name(name).spawn(move || engine.run(&shutdown, &*beat))
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || engine.run(&shutdown, &*beat))
 }
 
 /// `run`: until SIGTERM/SIGINT. `beat` is called by each loop after every wake-up.
-pub fn run(dir: Option<&Path>, env: &[(String, String)], beat: Arc<dyn Fn() + Send + Sync>) -> ExitCode {
+pub fn run(
+    dir: Option<&Path>,
+    env: &[(String, String)],
+    beat: Arc<dyn Fn() + Send + Sync>,
+) -> ExitCode {
     let (settings, decryptor) = match startup(dir, env) {
         Ok(s) => s,
         Err(code) => return code,
@@ -141,7 +183,11 @@ pub fn run(dir: Option<&Path>, env: &[(String, String)], beat: Arc<dyn Fn() + Se
     let mut threads = Vec::new();
     let started = crate::signals::spawn(stop_tx).and_then(|_| {
         let (jobs, stop) = (log_rx, stop_rx.clone());
-        threads.push(std::thread::Builder::new().name("log-shipper".into()).spawn(move || logs::run(&jobs, &stop))?);
+        threads.push(
+            std::thread::Builder::new()
+                .name("log-shipper".into())
+                .spawn(move || logs::run(&jobs, &stop))?,
+        );
         for e in engines {
             threads.push(spawn_engine(e, stop_rx.clone(), Arc::clone(&beat))?);
         }
@@ -151,13 +197,32 @@ pub fn run(dir: Option<&Path>, env: &[(String, String)], beat: Arc<dyn Fn() + Se
         eprintln!("xtm-composer: cannot start threads: {e}");
         return ExitCode::FAILURE;
     }
-    log::info!("xtm-composer {} started, manager {}", env!("CARGO_PKG_VERSION"), settings.manager.id);
-    for t in threads {
-        if t.join().is_err() {
-            return ExitCode::FAILURE;
-        }
+    log::info!(
+        "xtm-composer {} started, manager {}",
+        env!("CARGO_PKG_VERSION"),
+        settings.manager.id
+    );
+    // Every loop ends on its own; main only waits for the broadcast.
+    let _ = stop_rx.recv();
+    wait_for(threads, SHUTDOWN_GRACE)
+}
+
+/// How long loops get to finish the call in flight after SIGTERM. A call still
+/// running then (an image pull, a hung engine) is abandoned: the engine finishes
+/// it on its side, and workloads are never touched by stopping.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+fn wait_for(threads: Vec<JoinHandle<()>>, grace: std::time::Duration) -> ExitCode {
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    log::info!("stopped; workloads left running");
+    let busy = threads.iter().filter(|t| !t.is_finished()).count();
+    if busy > 0 {
+        log::warn!("stopped with {busy} thread(s) still in a call; workloads left running");
+    } else {
+        log::info!("stopped; workloads left running");
+    }
     ExitCode::SUCCESS
 }
 
@@ -184,7 +249,12 @@ pub fn plan(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
                     println!("  {}", describe(a));
                 }
                 for n in &p.notes {
-                    println!("  note ({:?}) {}: {}", n.level, n.connector.as_deref().unwrap_or("-"), n.text);
+                    println!(
+                        "  note ({:?}) {}: {}",
+                        n.level,
+                        n.connector.as_deref().unwrap_or("-"),
+                        n.text
+                    );
                 }
             }
             Err(err) => {
@@ -200,8 +270,14 @@ pub fn plan(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
 pub fn describe(a: &crate::reconcile::Action) -> String {
     use crate::reconcile::Action as A;
     match a {
-        A::Deploy { spec, .. } => format!("deploy {} (connector {}) image {} start={}", spec.name, spec.connector_id, spec.image, spec.start),
-        A::Refresh { spec, .. } => format!("refresh {} (connector {}) to hash {}", spec.name, spec.connector_id, spec.hash),
+        A::Deploy { spec, .. } => format!(
+            "deploy {} (connector {}) image {} start={}",
+            spec.name, spec.connector_id, spec.image, spec.start
+        ),
+        A::Refresh { spec, .. } => format!(
+            "refresh {} (connector {}) to hash {}",
+            spec.name, spec.connector_id, spec.hash
+        ),
         A::Start { id, name, .. } => format!("start {name} (connector {id})"),
         A::Stop { id, name, .. } => format!("stop {name} (connector {id})"),
         A::Remove { name, id, why } => format!("remove {name} (connector {id}, {why:?})"),
@@ -238,7 +314,12 @@ pub fn check(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
     let loaded = match config::load(dir, env) {
         Ok(l) => l,
         Err(problems) => {
-            c.line(false, "configuration", &format!("{} problem(s)", problems.len()), "correct the values below");
+            c.line(
+                false,
+                "configuration",
+                &format!("{} problem(s)", problems.len()),
+                "correct the values below",
+            );
             for p in &problems {
                 println!("    - {p}");
             }
@@ -246,7 +327,12 @@ pub fn check(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
         }
     };
     let s = &loaded.settings;
-    c.line(true, "configuration", &format!("loaded from {}", loaded.dir.display()), "");
+    c.line(
+        true,
+        "configuration",
+        &format!("loaded from {}", loaded.dir.display()),
+        "",
+    );
     for w in &loaded.warnings {
         println!("! {w}");
     }
@@ -267,7 +353,11 @@ pub fn check(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
     for kind in enabled(s) {
         check_platform(&mut c, s, kind, key.as_ref());
     }
-    if c.failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if c.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn check_platform(c: &mut Checks, s: &Settings, kind: PlatformKind, key: Option<&Key>) {
@@ -275,12 +365,19 @@ fn check_platform(c: &mut Checks, s: &Settings, kind: PlatformKind, key: Option<
     let up = kind.as_str().to_uppercase();
     match key.map(|k| platform_for(s, kind, k)) {
         Some(Ok(client)) => match client.version() {
-            Ok(v) => c.line(true, &format!("{kind} platform"), &format!("{} answers, version {v}", p.url), ""),
+            Ok(v) => c.line(
+                true,
+                &format!("{kind} platform"),
+                &format!("{} answers, version {v}", p.url),
+                "",
+            ),
             Err(e) => c.line(
                 false,
                 &format!("{kind} platform"),
                 &e.to_string(),
-                &format!("check {kind}.url ({up}__URL), {kind}.token ({up}__TOKEN) and the network path"),
+                &format!(
+                    "check {kind}.url ({up}__URL), {kind}.token ({up}__TOKEN) and the network path"
+                ),
             ),
         },
         Some(Err(e)) => c.line(false, &format!("{kind} platform"), &e, ""),

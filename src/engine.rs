@@ -162,7 +162,14 @@ impl Engine {
             }
             return;
         };
-        match self.platform.ping() {
+        let pinged = self.platform.ping().and_then(|v| {
+            if self.platform.ping_reports_current_version() {
+                Ok(v)
+            } else {
+                self.platform.version()
+            }
+        });
+        match pinged {
             Ok(v) if v.trim() != known.trim() => {
                 log::info!(
                     "{}: platform version changed {known} -> {v}: registering again",

@@ -1,10 +1,13 @@
-//! The logger: stderr (journald and container runtimes collect it), JSON lines
-//! or pretty text, at `manager.logger.level`. HTTP and TLS libraries are capped:
-//! their TRACE output dumps wire bytes unredacted (tokens included).
+//! The logger: stderr (journald and container runtimes collect it) as JSON
+//! lines or pretty text, plus an optional JSON-lines file (`manager.logger.file`
+//! with `directory: true`). HTTP and TLS libraries are capped: their TRACE
+//! output dumps wire bytes unredacted (tokens included).
 
+use std::fs::File;
 use std::io::Write;
+use std::sync::Mutex;
 
-use log::LevelFilter;
+use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::config::Settings;
 
@@ -16,7 +19,7 @@ pub const CAPPED: &[(&str, LevelFilter)] = &[
 ];
 
 /// Whether a record of `target` at `level` passes under `max` and the caps.
-pub fn is_allowed(target: &str, level: log::Level, max: LevelFilter) -> bool {
+pub fn is_allowed(target: &str, level: Level, max: LevelFilter) -> bool {
     let cap = CAPPED
         .iter()
         .find(|(prefix, _)| target == *prefix || target.starts_with(&format!("{prefix}::")))
@@ -26,9 +29,6 @@ pub fn is_allowed(target: &str, level: log::Level, max: LevelFilter) -> bool {
 
 /// The configured level; anything unknown (rejected by validation) is INFO.
 pub fn level(settings: &Settings) -> LevelFilter {
-    if !settings.manager.logger.console {
-        return LevelFilter::Off;
-    }
     match settings.manager.logger.level.as_str() {
         "trace" => LevelFilter::Trace,
         "debug" => LevelFilter::Debug,
@@ -38,34 +38,91 @@ pub fn level(settings: &Settings) -> LevelFilter {
     }
 }
 
-/// Installs the logger. A second call keeps the first logger.
-pub fn init(settings: &Settings) {
-    let max = level(settings);
-    let json = settings.manager.logger.format != "pretty";
-    let mut b = env_logger::Builder::new();
-    b.filter_level(max).target(env_logger::Target::Stderr);
-    for (prefix, cap) in CAPPED {
-        b.filter_module(prefix, max.min(*cap));
-    }
-    b.format(move |f, r| {
-        let ts = crate::time::format_rfc3339(std::time::SystemTime::now());
-        if json {
-            let line = serde_json::json!({
-                "timestamp": ts, "level": r.level().as_str(), "target": r.target(),
-                "message": r.args().to_string(),
-            });
-            writeln!(f, "{line}")
-        } else {
-            writeln!(f, "{ts} {:<5} {}", r.level(), r.args())
-        }
+struct Logger {
+    max: LevelFilter,
+    console: bool,
+    pretty: bool,
+    file: Option<Mutex<File>>,
+}
+
+fn json_line(r: &Record, ts: &str) -> String {
+    let line = serde_json::json!({
+        "timestamp": ts, "level": r.level().as_str(), "target": r.target(),
+        "message": r.args().to_string(),
     });
-    let _ = b.try_init();
+    line.to_string()
+}
+
+impl Log for Logger {
+    fn enabled(&self, m: &Metadata) -> bool {
+        is_allowed(m.target(), m.level(), self.max)
+    }
+
+    fn log(&self, r: &Record) {
+        if !self.enabled(r.metadata()) {
+            return;
+        }
+        let ts = crate::time::format_rfc3339(std::time::SystemTime::now());
+        let json = json_line(r, &ts);
+        if self.console {
+            let text = if self.pretty {
+                format!("{ts} {:<5} {}", r.level(), r.args())
+            } else {
+                json.clone()
+            };
+            // A closed stderr must not take the process down.
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
+        }
+        if let Some(Ok(mut f)) = self.file.as_ref().map(Mutex::lock) {
+            let _ = writeln!(f, "{json}");
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(Ok(mut f)) = self.file.as_ref().map(Mutex::lock) {
+            let _ = f.flush();
+        }
+    }
+}
+
+/// Installs the logger. A second call keeps the first one.
+///
+/// # Errors
+/// The log file cannot be opened for appending (the message names it).
+pub fn init(settings: &Settings) -> Result<(), String> {
+    let l = &settings.manager.logger;
+    let file = match (&l.file, l.directory) {
+        (Some(path), true) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            Some(Mutex::new(f.map_err(|e| {
+                format!("manager.logger.file = {path}: cannot open for appending: {e}")
+            })?))
+        }
+        _ => None,
+    };
+    let logger = Logger {
+        max: level(settings),
+        console: l.console,
+        pretty: l.format == "pretty",
+        file,
+    };
+    let max = if logger.console || logger.file.is_some() {
+        logger.max
+    } else {
+        LevelFilter::Off
+    };
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(max);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use log::Level;
 
     #[test]
     fn http_libraries_never_log_below_their_cap() {
@@ -96,5 +153,20 @@ mod tests {
             LevelFilter::Info
         ));
         assert!(is_allowed("ureqx", Level::Trace, LevelFilter::Trace));
+    }
+
+    #[test]
+    fn json_lines_escape_the_message() {
+        let args = format_args!("a \"quoted\"\nline");
+        let r = Record::builder()
+            .args(args)
+            .level(Level::Warn)
+            .target("t")
+            .build();
+        let line = json_line(&r, "2026-01-01T00:00:00.000Z");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["message"], "a \"quoted\"\nline");
+        assert_eq!(v["level"], "WARN");
+        assert!(!line.contains('\n'));
     }
 }

@@ -73,6 +73,7 @@ pub(crate) const MANAGER: &[Key] = &[
     key("logger.format", Str),
     req("logger.directory", Bool),
     req("logger.console", Bool),
+    key("logger.file", Str),
     key("debug.show_env_vars", Bool),
     key("debug.show_sensitive_env_vars", Bool),
     key("max_parallel", UInt),

@@ -117,10 +117,14 @@ pub struct Logger {
     pub level: String,
     /// `json` or `pretty`.
     pub format: String,
-    /// File logging on/off (accepted for compatibility; see README).
+    /// File logging on/off: writes to `file` when that is set.
     pub directory: bool,
-    /// Console logging on/off.
+    /// Console (stderr) logging on/off.
     pub console: bool,
+    /// Ours: the log file (JSON lines, appended; rotate it with logrotate
+    /// `copytruncate`). Unset: no file, whatever `directory` says, since the
+    /// existing composer's default never wrote one either (D11).
+    pub file: Option<String>,
 }
 
 impl Default for Logger {
@@ -130,6 +134,7 @@ impl Default for Logger {
             format: "json".into(),
             directory: true,
             console: true,
+            file: None,
         }
     }
 }

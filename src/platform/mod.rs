@@ -3,6 +3,8 @@
 //! Wire types stay in each client; this module only holds domain types
 //! (CONTRACT §2, §3, §8.1).
 
+pub mod openaev;
+mod openaev_wire;
 pub mod opencti;
 mod opencti_wire;
 
@@ -129,6 +131,12 @@ pub trait Platform: Send + Sync {
     fn register(&self) -> Result<(), Error>;
     /// Pings; returns the version the platform reports.
     fn ping(&self) -> Result<String, Error>;
+    /// Whether `ping` answers the platform's current version. OpenAEV answers
+    /// the version stored at registration, so an upgrade between two pings is
+    /// only seen by asking `version()` again.
+    fn ping_reports_current_version(&self) -> bool {
+        true
+    }
     /// Lists the connectors to run.
     fn list(&self) -> Result<Listing, Error>;
     /// Reports a connector's current status.

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod composer;
+pub mod fake_openaev;
 pub mod fake_opencti;
 pub mod http1;
 pub mod memory;
