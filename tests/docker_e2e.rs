@@ -11,8 +11,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::composer::{
-    Cleanup, Composer, Engine, Forwarder, REGISTRY, Setup, env_map, epoch_secs, existing_name,
-    scratch,
+    Cleanup, Composer, DEFAULT_SOCKET, Engine, Forwarder, REGISTRY, Setup, env_map, epoch_secs,
+    existing_name, scratch,
 };
 use common::fake_opencti::{FakeOpenCti, connector};
 use serde_json::{Value, json};
@@ -72,7 +72,11 @@ fn ids(n: usize) -> Vec<String> {
 fn all_in_state(engine: &Engine, names: &[String], running: bool) -> Option<()> {
     names
         .iter()
-        .all(|n| engine.inspect(n).is_some_and(|c| c["State"]["Running"] == running))
+        .all(|n| {
+            engine
+                .inspect(n)
+                .is_some_and(|c| c["State"]["Running"] == running)
+        })
         .then_some(())
 }
 
@@ -86,7 +90,10 @@ fn all_reported(fake: &FakeOpenCti, ids: &[String], status: &str) -> Option<()> 
 /// frame header, no trailing newline, no control byte.
 fn assert_plain_lines(id: &str, lines: &[String]) {
     for l in lines {
-        assert!(!l.chars().any(char::is_control), "{id}: control byte in {l:?}");
+        assert!(
+            !l.chars().any(char::is_control),
+            "{id}: control byte in {l:?}"
+        );
         let words: Vec<&str> = l.split(' ').collect();
         assert!(
             words.len() == 3
@@ -110,17 +117,34 @@ fn identity(c: &Value) -> (String, String, i64) {
 /// No decrypted value and no token anywhere in the composer's output (trace level).
 fn assert_no_secrets(composer: &Composer, secrets: &[&str]) {
     let out = composer.output();
-    assert!(out.contains("deployed") || out.contains("adopt") || out.len() > 1000, "suspiciously short log: {out}");
+    assert!(
+        out.contains("deployed") || out.contains("adopt") || out.len() > 1000,
+        "suspiciously short log: {out}"
+    );
     for s in secrets {
-        assert!(!out.contains(s), "{s:?} appears in {}", composer.log.display());
+        assert!(
+            !out.contains(s),
+            "{s:?} appears in {}",
+            composer.log.display()
+        );
     }
 }
 
 /// SIGTERM: exit status 0 within the shutdown deadline.
 fn terminate(composer: &mut Composer) {
     let (status, took) = composer.terminate(SHUTDOWN);
-    let status = status.unwrap_or_else(|| panic!("still running {took:?} after SIGTERM:\n{}", composer.tail(20)));
-    assert_eq!(status.code(), Some(0), "exit after SIGTERM:\n{}", composer.tail(20));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "still running {took:?} after SIGTERM:\n{}",
+            composer.tail(20)
+        )
+    });
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit after SIGTERM:\n{}",
+        composer.tail(20)
+    );
     println!("SIGTERM -> exit 0 in {took:?}");
 }
 
@@ -140,10 +164,20 @@ fn deploy_ten(
     let t = Instant::now();
     let mut composer = setup.spawn("run1");
     let names: Vec<String> = (0..10).map(|i| container_name(manager, i)).collect();
-    composer.wait_until(CONVERGE, "10 containers running", || all_in_state(engine, &names, true));
-    composer.wait_until(CONVERGE, "10 reported started", || all_reported(fake, &ids(10), "started"));
-    println!("10 connectors deployed, running and reported started in {:?}", t.elapsed());
-    assert!(engine.has_image(&remote), "the image was pulled from the registry");
+    composer.wait_until(CONVERGE, "10 containers running", || {
+        all_in_state(engine, &names, true)
+    });
+    composer.wait_until(CONVERGE, "10 reported started", || {
+        all_reported(fake, &ids(10), "started")
+    });
+    println!(
+        "10 connectors deployed, running and reported started in {:?}",
+        t.elapsed()
+    );
+    assert!(
+        engine.has_image(&remote),
+        "the image was pulled from the registry"
+    );
 
     let plaintext = keys["plaintext"].as_str().unwrap();
     for (i, name) in names.iter().enumerate() {
@@ -165,15 +199,20 @@ fn deploy_ten(
 
 /// Every connector gets a log snapshot of plain lines from both streams.
 fn assert_logs_shipped(composer: &mut Composer, fake: &FakeOpenCti, ids: &[String]) {
-    composer.wait_until(CONVERGE, "log lines from stdout and stderr of every connector", || {
-        ids.iter()
-            .all(|id| {
-                fake.logs(id).is_some_and(|l| {
-                    l.iter().any(|x| x.ends_with(" out")) && l.iter().any(|x| x.ends_with(" err"))
+    composer.wait_until(
+        CONVERGE,
+        "log lines from stdout and stderr of every connector",
+        || {
+            ids.iter()
+                .all(|id| {
+                    fake.logs(id).is_some_and(|l| {
+                        l.iter().any(|x| x.ends_with(" out"))
+                            && l.iter().any(|x| x.ends_with(" err"))
+                    })
                 })
-            })
-            .then_some(())
-    });
+                .then_some(())
+        },
+    );
     for id in ids {
         assert_plain_lines(id, &fake.logs(id).unwrap());
     }
@@ -224,7 +263,10 @@ fn ten_connectors_with_a_4096_bit_key_deploy_follow_the_platform_and_leave_other
             &hash("x"),
         ),
     ];
-    let foreign: Vec<_> = foreign.iter().map(|id| identity(&engine.inspect(id).unwrap())).collect();
+    let foreign: Vec<_> = foreign
+        .iter()
+        .map(|id| identity(&engine.inspect(id).unwrap()))
+        .collect();
 
     let mut composer = deploy_ten(&engine, &fake, &m, keys, &setup);
     let names: Vec<String> = (0..10).map(|i| container_name(&m, i)).collect();
@@ -235,19 +277,34 @@ fn ten_connectors_with_a_4096_bit_key_deploy_follow_the_platform_and_leave_other
     for id in ids(10) {
         fake.set_requested(&id, "stopping");
     }
-    composer.wait_until(CONVERGE, "10 containers stopped", || all_in_state(&engine, &names, false));
-    composer.wait_until(CONVERGE, "10 reported stopped", || all_reported(&fake, &ids(10), "stopped"));
+    composer.wait_until(CONVERGE, "10 containers stopped", || {
+        all_in_state(&engine, &names, false)
+    });
+    composer.wait_until(CONVERGE, "10 reported stopped", || {
+        all_reported(&fake, &ids(10), "stopped")
+    });
     for id in ids(10) {
         fake.set_requested(&id, "starting");
     }
-    composer.wait_until(CONVERGE, "10 containers running again", || all_in_state(&engine, &names, true));
-    composer.wait_until(CONVERGE, "10 reported started again", || all_reported(&fake, &ids(10), "started"));
+    composer.wait_until(CONVERGE, "10 containers running again", || {
+        all_in_state(&engine, &names, true)
+    });
+    composer.wait_until(CONVERGE, "10 reported started again", || {
+        all_reported(&fake, &ids(10), "started")
+    });
     println!("stop and start of 10 connectors in {:?}", t.elapsed());
 
     // Contract hash change -> a new container with the new env.
     let before = engine.inspect(&names[3]).unwrap();
     let mut all = tickers(&m, keys, &format!("{REGISTRY}/{TICKER}"), "h1");
-    let changed = ticker(&m, keys, &format!("{REGISTRY}/{TICKER}"), 3, "h2", "changed-3");
+    let changed = ticker(
+        &m,
+        keys,
+        &format!("{REGISTRY}/{TICKER}"),
+        3,
+        "h2",
+        "changed-3",
+    );
     change_contract(&fake, &mut all, 3, changed);
     let after = composer.wait_until(CONVERGE, "c3 recreated with hash h2", || {
         engine
@@ -265,15 +322,27 @@ fn ten_connectors_with_a_4096_bit_key_deploy_follow_the_platform_and_leave_other
         engine.inspect(&names[9]).is_none().then_some(())
     });
 
-    for (was, id) in foreign.iter().zip([format!("{other}-c0"), format!("{m}-aev")]) {
-        let now = engine.inspect(&id).unwrap_or_else(|| panic!("{id} was removed"));
+    for (was, id) in foreign
+        .iter()
+        .zip([format!("{other}-c0"), format!("{m}-aev")])
+    {
+        let now = engine
+            .inspect(&id)
+            .unwrap_or_else(|| panic!("{id} was removed"));
         assert_eq!(&identity(&now), was, "{id} was touched");
         assert_eq!(now["State"]["Running"], true, "{id}");
     }
 
     terminate(&mut composer);
     all_in_state(&engine, &names[..9], true).expect("containers keep running after SIGTERM");
-    assert_no_secrets(&composer, &[keys["plaintext"].as_str().unwrap(), "opencti-token-0123456789", &token]);
+    assert_no_secrets(
+        &composer,
+        &[
+            keys["plaintext"].as_str().unwrap(),
+            "opencti-token-0123456789",
+            &token,
+        ],
+    );
 }
 
 #[test]
@@ -294,7 +363,10 @@ fn ten_connectors_with_a_2048_bit_key_are_adopted_after_kill_9() {
         .registry();
     let mut first = deploy_ten(&engine, &fake, &m, keys, &setup);
     let names: Vec<String> = (0..10).map(|i| container_name(&m, i)).collect();
-    let before: Vec<_> = names.iter().map(|n| identity(&engine.inspect(n).unwrap())).collect();
+    let before: Vec<_> = names
+        .iter()
+        .map(|n| identity(&engine.inspect(n).unwrap()))
+        .collect();
 
     first.kill9();
     let since = epoch_secs();
@@ -305,11 +377,19 @@ fn ten_connectors_with_a_2048_bit_key_are_adopted_after_kill_9() {
         .spawn("run2");
     // Three full cycles of the new process (one listing each).
     second.wait_until(CONVERGE, "3 cycles of the restarted composer", || {
-        let lists = forwarder.seen().iter().filter(|s| s.path.contains("/containers/json")).count();
+        let lists = forwarder
+            .seen()
+            .iter()
+            .filter(|s| s.path.contains("/containers/json"))
+            .count();
         (lists >= 3).then_some(())
     });
     second.wait_until(CONVERGE, "logs shipped again", || {
-        let logs = forwarder.seen().iter().filter(|s| s.path.contains("/logs")).count();
+        let logs = forwarder
+            .seen()
+            .iter()
+            .filter(|s| s.path.contains("/logs"))
+            .count();
         (logs >= 10).then_some(())
     });
     let changes: Vec<String> = forwarder
@@ -318,12 +398,20 @@ fn ten_connectors_with_a_2048_bit_key_are_adopted_after_kill_9() {
         .filter(|s| s.method != "GET")
         .map(|s| format!("{} {}", s.method, s.path))
         .collect();
-    assert!(changes.is_empty(), "the restarted composer changed containers: {changes:?}");
-    let after: Vec<_> = names.iter().map(|n| identity(&engine.inspect(n).unwrap())).collect();
+    assert!(
+        changes.is_empty(),
+        "the restarted composer changed containers: {changes:?}"
+    );
+    let after: Vec<_> = names
+        .iter()
+        .map(|n| identity(&engine.inspect(n).unwrap()))
+        .collect();
     assert_eq!(after, before, "same ids, same StartedAt, no restart");
     let events = engine.events(&m, since, epoch_secs());
     assert!(
-        !events.iter().any(|(a, _)| ["create", "start", "die", "destroy"].contains(&a.as_str())),
+        !events
+            .iter()
+            .any(|(a, _)| ["create", "start", "die", "destroy"].contains(&a.as_str())),
         "{events:?}"
     );
     assert_eq!(engine.containers(&m).len(), 10, "no duplicate");
@@ -334,7 +422,11 @@ fn ten_connectors_with_a_2048_bit_key_are_adopted_after_kill_9() {
 
     terminate(&mut second);
     all_in_state(&engine, &names, true).expect("containers keep running after SIGTERM");
-    let secrets = [keys["plaintext"].as_str().unwrap(), "opencti-token-0123456789", &token];
+    let secrets = [
+        keys["plaintext"].as_str().unwrap(),
+        "opencti-token-0123456789",
+        &token,
+    ];
     assert_no_secrets(&first, &secrets);
     assert_no_secrets(&second, &secrets);
 }
@@ -356,11 +448,46 @@ fn pull_policy_never_fails_one_connector_a_crasher_loops_and_existing_containers
         .var("OPENCTI__DAEMON__DOCKER__PULL_POLICY", "never");
     let missing = format!("xtm-test/absent-{}:1", std::process::id());
     let connectors = vec![
-        connector("ok", &format!("{m} Ok"), TICKER, "h1", "starting", vec![("A", "1", false)]),
-        connector("absent", &format!("{m} Absent"), &missing, "h1", "starting", vec![]),
-        connector("crash", &format!("{m} Crash"), CRASHER, "h1", "starting", vec![]),
-        connector("legacy", &format!("{m} Legacy"), TICKER, "h1", "starting", vec![("A", "1", false)]),
-        connector("bare", &format!("{m} Bare Legacy"), TICKER, "h1", "starting", vec![("A", "1", false)]),
+        connector(
+            "ok",
+            &format!("{m} Ok"),
+            TICKER,
+            "h1",
+            "starting",
+            vec![("A", "1", false)],
+        ),
+        connector(
+            "absent",
+            &format!("{m} Absent"),
+            &missing,
+            "h1",
+            "starting",
+            vec![],
+        ),
+        connector(
+            "crash",
+            &format!("{m} Crash"),
+            CRASHER,
+            "h1",
+            "starting",
+            vec![],
+        ),
+        connector(
+            "legacy",
+            &format!("{m} Legacy"),
+            TICKER,
+            "h1",
+            "starting",
+            vec![("A", "1", false)],
+        ),
+        connector(
+            "bare",
+            &format!("{m} Bare Legacy"),
+            TICKER,
+            "h1",
+            "starting",
+            vec![("A", "1", false)],
+        ),
     ];
     fake.set_connectors(connectors);
 
@@ -390,7 +517,9 @@ fn pull_policy_never_fails_one_connector_a_crasher_loops_and_existing_containers
 
     let mut composer = setup.spawn("run");
     let ok = existing_name(&format!("{m} Ok"));
-    composer.wait_until(CONVERGE, "ok running", || all_in_state(&engine, &[ok.clone()], true));
+    composer.wait_until(CONVERGE, "ok running", || {
+        all_in_state(&engine, std::slice::from_ref(&ok), true)
+    });
     let ids = ["ok", "legacy", "bare"].map(String::from);
     composer.wait_until(CONVERGE, "ok, legacy and bare reported started", || {
         all_reported(&fake, &ids, "started")
@@ -398,20 +527,30 @@ fn pull_policy_never_fails_one_connector_a_crasher_loops_and_existing_containers
     composer.wait_until(CONVERGE, "an error for the missing image", || {
         composer_line(&composer_text(&dir), "absent", &missing)
     });
-    assert!(engine.inspect(&existing_name(&format!("{m} Absent"))).is_none());
+    assert!(
+        engine
+            .inspect(&existing_name(&format!("{m} Absent")))
+            .is_none()
+    );
     assert!(!engine.has_image(&missing), "never pulled");
 
     // The engine restarts the crasher (restart policy); health says reboot loop.
     let health = composer.wait_until(CONVERGE, "health with is_in_reboot_loop", || {
-        fake.health("crash").filter(|h| h["is_in_reboot_loop"] == true)
+        fake.health("crash")
+            .filter(|h| h["is_in_reboot_loop"] == true)
     });
-    let crasher = engine.inspect(&existing_name(&format!("{m} Crash"))).unwrap();
+    let crasher = engine
+        .inspect(&existing_name(&format!("{m} Crash")))
+        .unwrap();
     assert!(crasher["RestartCount"].as_i64().unwrap() > 3, "{crasher}");
     assert!(health["restart_count"].as_i64().unwrap() > 3, "{health}");
     println!("crasher health: {health}");
 
     let after = [&legacy, &bare].map(|n| identity(&engine.inspect(n).unwrap()));
-    assert_eq!(after, before, "existing containers adopted, not recreated or restarted");
+    assert_eq!(
+        after, before,
+        "existing containers adopted, not recreated or restarted"
+    );
     let events = engine.events(&m, since, epoch_secs());
     let touched: Vec<_> = events
         .iter()
@@ -430,6 +569,202 @@ fn composer_text(dir: &std::path::Path) -> String {
 /// `Some(())` when an ERROR line names connector `id` and `image`.
 fn composer_line(text: &str, id: &str, image: &str) -> Option<()> {
     text.lines()
-        .any(|l| l.contains("ERROR") && l.contains(&format!("connector {id}:")) && l.contains(image))
+        .any(|l| {
+            l.contains("ERROR") && l.contains(&format!("connector {id}:")) && l.contains(image)
+        })
         .then_some(())
+}
+
+/// The air-gapped case: `if-not-present` with the registry unreachable (a
+/// closed loopback port) deploys what the engine already has and never pulls;
+/// a connector whose image is missing logs an error and the others deploy.
+#[test]
+fn if_not_present_deploys_local_images_while_the_registry_is_unreachable() {
+    let engine = Engine::shared();
+    let m = manager("offline");
+    let _cleanup = Cleanup {
+        engine: engine.clone(),
+        managers: vec![m.clone()],
+    };
+    // Port 9 (discard) is closed on this machine: every pull from it fails at once.
+    let unreachable = "127.0.0.1:9";
+    engine.tag(TICKER, &format!("{unreachable}/xtm-test/ticker"), "1");
+    let keys = &vectors()["rsa2048"];
+    let token = token("offline");
+    let fake = FakeOpenCti::start(&token);
+    let dir = scratch("offline");
+    let setup = Setup::new(&dir, &fake.url(), &token, &m, DEFAULT_SOCKET)
+        .key(keys["private_key_pkcs8_pem"].as_str().unwrap())
+        .var("OPENCTI__DAEMON__DOCKER__PULL_POLICY", "if-not-present")
+        .var("OPENCTI__DAEMON__REGISTRY__SERVER", unreachable);
+    let missing = format!("xtm-test/absent-{}:1", std::process::id());
+    let config = || vec![("A", "1", false)];
+    fake.set_connectors(vec![
+        connector("l0", &format!("{m} L0"), TICKER, "h1", "starting", config()),
+        connector("l1", &format!("{m} L1"), TICKER, "h1", "starting", config()),
+        connector(
+            "gone",
+            &format!("{m} Gone"),
+            &missing,
+            "h1",
+            "starting",
+            config(),
+        ),
+    ]);
+    let mut composer = setup.spawn("run");
+    let names = [
+        existing_name(&format!("{m} L0")),
+        existing_name(&format!("{m} L1")),
+    ];
+    composer.wait_until(CONVERGE, "l0 and l1 running", || {
+        all_in_state(&engine, &names, true)
+    });
+    let ids = ["l0", "l1"].map(String::from);
+    composer.wait_until(CONVERGE, "l0 and l1 reported started", || {
+        all_reported(&fake, &ids, "started")
+    });
+    for n in &names {
+        let c = engine.inspect(n).unwrap();
+        assert_eq!(
+            c["Config"]["Image"],
+            format!("{unreachable}/{TICKER}").as_str()
+        );
+    }
+    let qualified = format!("{unreachable}/{missing}");
+    let log = composer.log.clone();
+    composer.wait_until(CONVERGE, "an error for the missing image", || {
+        composer_line(
+            &std::fs::read_to_string(&log).unwrap_or_default(),
+            "gone",
+            &qualified,
+        )
+    });
+    assert!(
+        engine
+            .inspect(&existing_name(&format!("{m} Gone")))
+            .is_none()
+    );
+    assert_eq!(fake.current_status("gone"), None, "nothing reported for it");
+    terminate(&mut composer);
+}
+
+/// `opencti.daemon.docker` host options and limits reach the container's
+/// HostConfig; the proxy CA bundle (the configured CA, then the system roots)
+/// is inside the container at the path the env names; with the env display
+/// on, the log shows plain values and never a secret or the proxy password.
+#[test]
+fn host_options_proxy_ca_and_env_display_without_secrets() {
+    let engine = Engine::shared();
+    let m = manager("hostopts");
+    let _cleanup = Cleanup {
+        engine: engine.clone(),
+        managers: vec![m.clone()],
+    };
+    let keys = &vectors()["rsa2048"];
+    let token = token("hostopts");
+    let fake = FakeOpenCti::start(&token);
+    let dir = scratch("hostopts");
+    let ca = common::tls::TestCa::new();
+    let ca_file = dir.join("proxy-ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let proxy_password = format!("proxy-pw-{}-Zq8", std::process::id());
+    let setup = Setup::new(&dir, &fake.url(), &token, &m, DEFAULT_SOCKET)
+        .key(keys["private_key_pkcs8_pem"].as_str().unwrap())
+        .var("OPENCTI__WITH_PROXY", "true")
+        .var(
+            "OPENCTI__HTTPS_PROXY",
+            &format!("http://user:{proxy_password}@127.0.0.1:3128"),
+        )
+        .var("OPENCTI__NO_PROXY", "127.0.0.1,localhost")
+        .var("OPENCTI__HTTPS_PROXY_CA", ca_file.to_str().unwrap())
+        .var("OPENCTI__DAEMON__DOCKER__PULL_POLICY", "never")
+        .var(
+            "OPENCTI__DAEMON__DOCKER__EXTRA_HOSTS",
+            r#"["platform.example:127.0.0.1"]"#,
+        )
+        .var("OPENCTI__DAEMON__DOCKER__DNS", r#"["127.0.0.53"]"#)
+        .var("OPENCTI__DAEMON__DOCKER__DNS_SEARCH", r#"["example.test"]"#)
+        .var("OPENCTI__DAEMON__DOCKER__CAP_ADD", r#"["NET_ADMIN"]"#)
+        .var("OPENCTI__DAEMON__DOCKER__CAP_DROP", r#"["MKNOD"]"#)
+        .var(
+            "OPENCTI__DAEMON__DOCKER__SECURITY_OPT",
+            r#"["no-new-privileges"]"#,
+        )
+        .var("OPENCTI__DAEMON__DOCKER__SHM_SIZE", "33554432")
+        .var(
+            "OPENCTI__DAEMON__DOCKER__SYSCTLS",
+            r#"{"net.core.somaxconn": "512"}"#,
+        )
+        .var(
+            "OPENCTI__DAEMON__DOCKER__ULIMITS",
+            r#"[{"name": "nofile", "soft": 1024, "hard": 2048}]"#,
+        )
+        .var("OPENCTI__DAEMON__DOCKER__MEMORY", "268435456")
+        .var("OPENCTI__DAEMON__DOCKER__NANO_CPUS", "500000000")
+        .var("OPENCTI__DAEMON__DOCKER__RESTART_POLICY", "on-failure:5")
+        .var("MANAGER__DEBUG__SHOW_ENV_VARS", "true");
+    let plaintext = keys["plaintext"].as_str().unwrap();
+    fake.set_connectors(vec![ticker(&m, keys, TICKER, 0, "h1", "plain-visible")]);
+    let mut composer = setup.spawn("run");
+    let name = container_name(&m, 0);
+    composer.wait_until(CONVERGE, "c0 running", || {
+        all_in_state(&engine, std::slice::from_ref(&name), true)
+    });
+    composer.wait_until(CONVERGE, "c0 reported started", || {
+        all_reported(&fake, &ids(1), "started")
+    });
+
+    let c = engine.inspect(&name).unwrap();
+    let host = &c["HostConfig"];
+    assert_eq!(host["NetworkMode"], "none");
+    assert_eq!(host["ExtraHosts"], json!(["platform.example:127.0.0.1"]));
+    assert_eq!(host["Dns"], json!(["127.0.0.53"]));
+    assert_eq!(host["DnsSearch"], json!(["example.test"]));
+    assert_eq!(host["CapAdd"], json!(["NET_ADMIN"]));
+    assert_eq!(host["CapDrop"], json!(["MKNOD"]));
+    assert_eq!(host["SecurityOpt"], json!(["no-new-privileges"]));
+    assert_eq!(host["ShmSize"], 33554432);
+    assert_eq!(host["Sysctls"], json!({"net.core.somaxconn": "512"}));
+    assert_eq!(
+        host["Ulimits"],
+        json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}])
+    );
+    assert_eq!(host["Memory"], 268435456);
+    assert_eq!(host["NanoCpus"], 500000000);
+    assert_eq!(
+        host["RestartPolicy"],
+        json!({"Name": "on-failure", "MaximumRetryCount": 5})
+    );
+
+    let env = env_map(&c);
+    assert_eq!(env["SECRET_V1"], plaintext);
+    assert_eq!(
+        env["HTTPS_PROXY"],
+        format!("http://user:{proxy_password}@127.0.0.1:3128")
+    );
+    assert_eq!(env["NO_PROXY"], "127.0.0.1,localhost");
+    let bundle_path = env["SSL_CERT_FILE"].clone();
+    for k in [
+        "REQUESTS_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS",
+        "CURL_CA_BUNDLE",
+    ] {
+        assert_eq!(env[k], bundle_path, "{k}");
+    }
+    let bundle = engine
+        .read_file(&name, &bundle_path)
+        .expect("the CA bundle is in the container");
+    let bundle = String::from_utf8(bundle).unwrap();
+    assert!(bundle.starts_with(&ca.ca_pem), "the proxy CA comes first");
+    let roots = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    assert!(
+        bundle.ends_with(&roots),
+        "then the system roots ({} bytes)",
+        roots.len()
+    );
+    let log = composer.output();
+    assert!(log.contains("PLAIN=plain-visible"), "the env display is on");
+    assert!(log.contains("SECRET_V1=***REDACTED***"));
+    assert_no_secrets(&composer, &[plaintext, &proxy_password, &token]);
+    terminate(&mut composer);
 }

@@ -25,7 +25,14 @@ fn manager() -> String {
 fn ticker(m: &str, i: usize, hash: &str, requested: &str) -> Value {
     let image = format!("{REGISTRY}/xtm-test/ticker:1");
     let config = vec![("PLAIN", hash, false)];
-    connector(&format!("c{i}"), &format!("{m} C{i}"), &image, hash, requested, config)
+    connector(
+        &format!("c{i}"),
+        &format!("{m} C{i}"),
+        &image,
+        hash,
+        requested,
+        config,
+    )
 }
 
 /// Connectors `0..n` with `change` applied, keeping the statuses the composer reported.
@@ -47,7 +54,10 @@ fn errors_about_the_engine(log: &str) -> usize {
 }
 
 fn listings(fake: &FakeOpenCti) -> usize {
-    fake.requests().iter().filter(|r| r.operation == "GetConnectors").count()
+    fake.requests()
+        .iter()
+        .filter(|r| r.operation == "GetConnectors")
+        .count()
 }
 
 #[test]
@@ -61,15 +71,22 @@ fn a_docker_outage_mid_cycle_is_logged_and_the_state_converges_when_docker_is_ba
 
     let fake = FakeOpenCti::start(TOKEN);
     publish(&fake, &m, 4, |_, c| Some(c));
-    let vectors: Value = serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap();
+    let vectors: Value =
+        serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap();
     let dir = scratch("outage");
     let setup = Setup::new(&dir, &fake.url(), TOKEN, &m, &dockerd.socket)
-        .key(vectors["rsa2048"]["private_key_pkcs8_pem"].as_str().unwrap())
+        .key(
+            vectors["rsa2048"]["private_key_pkcs8_pem"]
+                .as_str()
+                .unwrap(),
+        )
         .registry();
     let mut composer = setup.spawn("run");
     let name = |i: usize| existing_name(&format!("{m} C{i}"));
     let running = |engine: &Engine, i: usize| {
-        engine.inspect(&name(i)).is_some_and(|c| c["State"]["Running"] == true)
+        engine
+            .inspect(&name(i))
+            .is_some_and(|c| c["State"]["Running"] == true)
     };
     composer.wait_until(CONVERGE, "4 connectors running", || {
         (0..4).all(|i| running(&engine, i)).then_some(())
@@ -81,13 +98,24 @@ fn a_docker_outage_mid_cycle_is_logged_and_the_state_converges_when_docker_is_ba
     let deployed = |log: &str| (4..12).any(|i| log.contains(&format!("connector c{i}: deployed")));
     let deadline = Instant::now() + CONVERGE;
     while !deployed(&composer.output()) {
-        assert!(Instant::now() < deadline && composer.is_running(), "no new deploy:\n{}", composer.tail(30));
+        assert!(
+            Instant::now() < deadline && composer.is_running(),
+            "no new deploy:\n{}",
+            composer.tail(30)
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     let t = Instant::now();
     dockerd.stop();
-    let at_stop = composer.output().lines().filter(|l| l.contains(": deployed") && !l.contains("failed")).count();
-    println!("dockerd stopped in {:?} with {at_stop} of 12 deploys logged", t.elapsed());
+    let at_stop = composer
+        .output()
+        .lines()
+        .filter(|l| l.contains(": deployed") && !l.contains("failed"))
+        .count();
+    println!(
+        "dockerd stopped in {:?} with {at_stop} of 12 deploys logged",
+        t.elapsed()
+    );
     assert!(at_stop < 12, "the outage began after the cycle ended");
 
     // While the engine is down: one contract changes, one is stopped, one deleted.
@@ -104,16 +132,27 @@ fn a_docker_outage_mid_cycle_is_logged_and_the_state_converges_when_docker_is_ba
         (now >= errors + 3 && listings(&fake) >= listed + 3).then_some(())
     });
     assert!(composer.is_running());
-    println!("{}", composer.output().lines().rfind(|l| l.contains("cycle skipped")).unwrap());
+    println!(
+        "{}",
+        composer
+            .output()
+            .lines()
+            .rfind(|l| l.contains("cycle skipped"))
+            .unwrap()
+    );
 
     dockerd.start();
     let t = Instant::now();
     composer.wait_until(CONVERGE, "the new state on the engine", || {
-        let ok = [0, 4, 5, 6, 7, 8, 9, 10, 11].iter().all(|&i| running(&engine, i))
+        let ok = [0, 4, 5, 6, 7, 8, 9, 10, 11]
+            .iter()
+            .all(|&i| running(&engine, i))
             && engine.inspect(&name(1)).is_some_and(|c| {
                 c["State"]["Running"] == true && env_map(&c)["OPENCTI_CONFIG_HASH"] == "h2"
             })
-            && engine.inspect(&name(2)).is_some_and(|c| c["State"]["Running"] == false)
+            && engine
+                .inspect(&name(2))
+                .is_some_and(|c| c["State"]["Running"] == false)
             && engine.inspect(&name(3)).is_none();
         ok.then_some(())
     });
@@ -128,11 +167,20 @@ fn a_docker_outage_mid_cycle_is_logged_and_the_state_converges_when_docker_is_ba
     });
     println!("converged {:?} after dockerd came back", t.elapsed());
     let all = engine.containers(&m);
-    assert_eq!(all.len(), 11, "one container per connector, no duplicate: {all:?}");
+    assert_eq!(
+        all.len(),
+        11,
+        "one container per connector, no duplicate: {all:?}"
+    );
     assert_eq!(env_map(&engine.inspect(&name(1)).unwrap())["PLAIN"], "h2");
 
     let (status, took) = composer.terminate(Duration::from_secs(2));
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{took:?}:\n{}", composer.tail(20));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{took:?}:\n{}",
+        composer.tail(20)
+    );
     assert!(!composer.output().contains(TOKEN));
 }
 
@@ -151,20 +199,39 @@ fn a_container_the_engine_cannot_start_under_its_id_is_deployed_again() {
     };
     let fake = FakeOpenCti::start(TOKEN);
     let config = vec![("PLAIN", "1", false)];
-    fake.set_connectors(vec![connector("c0", &format!("{m} C0"), "xtm-test/ticker:1", "h1", "stopping", config)]);
-    let vectors: Value = serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap();
+    fake.set_connectors(vec![connector(
+        "c0",
+        &format!("{m} C0"),
+        "xtm-test/ticker:1",
+        "h1",
+        "stopping",
+        config,
+    )]);
+    let vectors: Value =
+        serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap();
     let dir = scratch("stale");
     let forwarder = Forwarder::start(&dir.join("engine.sock"), DEFAULT_SOCKET);
     let setup = Setup::new(&dir, &fake.url(), TOKEN, &m, DEFAULT_SOCKET)
-        .key(vectors["rsa2048"]["private_key_pkcs8_pem"].as_str().unwrap())
+        .key(
+            vectors["rsa2048"]["private_key_pkcs8_pem"]
+                .as_str()
+                .unwrap(),
+        )
         .var("OPENCTI__DAEMON__DOCKER__HOST", &forwarder.host());
     let mut composer = setup.spawn("run");
     let name = existing_name(&format!("{m} C0"));
     let old = composer.wait_until(CONVERGE, "c0 created, not started", || {
-        engine.inspect(&name).map(|c| c["Id"].as_str().unwrap().to_string())
+        engine
+            .inspect(&name)
+            .map(|c| c["Id"].as_str().unwrap().to_string())
     });
 
-    forwarder.answer_instead("POST", &format!("/containers/{name}/start"), 500, &format!("task {old}: already exists"));
+    forwarder.answer_instead(
+        "POST",
+        &format!("/containers/{name}/start"),
+        500,
+        &format!("task {old}: already exists"),
+    );
     fake.set_requested("c0", "starting");
     composer.wait_until(CONVERGE, "c0 running in a new container", || {
         engine
@@ -175,7 +242,11 @@ fn a_container_the_engine_cannot_start_under_its_id_is_deployed_again() {
     composer.wait_until(CONVERGE, "c0 reported started", || {
         (fake.current_status("c0").as_deref() == Some("started")).then_some(())
     });
-    assert!(composer.output().contains("container removed, deployed again next cycle"));
+    assert!(
+        composer
+            .output()
+            .contains("container removed, deployed again next cycle")
+    );
     assert_eq!(engine.containers(&m).len(), 1);
     let (status, _) = composer.terminate(Duration::from_secs(2));
     assert_eq!(status.and_then(|s| s.code()), Some(0));

@@ -150,6 +150,18 @@ impl Setup {
             .var("OPENCTI__DAEMON__REGISTRY__PASSWORD", REGISTRY_PASSWORD)
     }
 
+    /// Enables OpenAEV beside OpenCTI: `fake_url`, `token`, the Docker engine
+    /// at `socket` (its own `openaev.daemon.docker` section) and a 2 s log schedule.
+    pub fn openaev(self, fake_url: &str, token: &str, socket: &str) -> Setup {
+        self.var("OPENAEV__ENABLE", "true")
+            .var("OPENAEV__URL", fake_url)
+            .var("OPENAEV__TOKEN", token)
+            .var("OPENAEV__DAEMON__SELECTOR", "docker")
+            .var("OPENAEV__DAEMON__DOCKER__HOST", &format!("unix://{socket}"))
+            .var("OPENAEV__DAEMON__DOCKER__NETWORK_MODE", "none")
+            .var("OPENAEV__LOGS_SCHEDULE", "2")
+    }
+
     /// Starts `xtm-composer run --config dir/config` with only these variables
     /// (and PATH); stderr goes to `dir/{label}.log`.
     pub fn spawn(&self, label: &str) -> Composer {
@@ -317,13 +329,24 @@ impl Engine {
     /// images and the registry answer.
     pub fn shared() -> Engine {
         let e = Engine::at(DEFAULT_SOCKET);
-        assert!(e.ping(), "the Docker engine at {DEFAULT_SOCKET} does not answer: {SETUP}");
+        assert!(
+            e.ping(),
+            "the Docker engine at {DEFAULT_SOCKET} does not answer: {SETUP}"
+        );
         for image in ["xtm-test/ticker:1", "xtm-test/crasher:1"] {
             let (code, _) = e.api("GET", &format!("/images/{image}/json"), None, &[]);
             assert_eq!(code, 200, "test image {image} is missing: {SETUP}");
         }
         let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+            ])
             .arg(format!("http://{REGISTRY}/v2/"))
             .output()
             .unwrap();
@@ -358,7 +381,10 @@ impl Engine {
             .unwrap_or_else(|e| panic!("curl not runnable ({e}): {SETUP}"));
         let mut bytes = out.stdout;
         let split = bytes.iter().rposition(|b| *b == b'\n').unwrap_or(0);
-        let code = String::from_utf8_lossy(&bytes[split..]).trim().parse().unwrap_or(0);
+        let code = String::from_utf8_lossy(&bytes[split..])
+            .trim()
+            .parse()
+            .unwrap_or(0);
         bytes.truncate(split);
         (code, bytes)
     }
@@ -387,7 +413,10 @@ impl Engine {
     /// Every container (running or not) labelled `opencti-manager={manager}`.
     pub fn containers(&self, manager: &str) -> Vec<Value> {
         let filters = json!({"label": [format!("opencti-manager={manager}")]}).to_string();
-        let v = self.json(&format!("/containers/json?all=true&filters={}", encode(&filters)));
+        let v = self.json(&format!(
+            "/containers/json?all=true&filters={}",
+            encode(&filters)
+        ));
         v.as_array().cloned().unwrap_or_default()
     }
 
@@ -395,14 +424,24 @@ impl Engine {
     pub fn remove_all(&self, manager: &str) {
         for c in self.containers(manager) {
             if let Some(id) = c["Id"].as_str() {
-                self.api("DELETE", &format!("/containers/{id}?force=true&v=true"), None, &[]);
+                self.api(
+                    "DELETE",
+                    &format!("/containers/{id}?force=true&v=true"),
+                    None,
+                    &[],
+                );
             }
         }
     }
 
     /// Untags `image` locally (the layers stay), so a deploy must pull it.
     pub fn untag(&self, image: &str) {
-        let (code, body) = self.api("DELETE", &format!("/images/{image}?noprune=true"), None, &[]);
+        let (code, body) = self.api(
+            "DELETE",
+            &format!("/images/{image}?noprune=true"),
+            None,
+            &[],
+        );
         assert!(
             code == 200 || code == 404,
             "untag {image}: {code} {}",
@@ -410,8 +449,44 @@ impl Engine {
         );
     }
 
+    /// Tags the local `image` as `repo:tag` too.
+    pub fn tag(&self, image: &str, repo: &str, tag: &str) {
+        let path = format!("/images/{image}/tag?repo={}&tag={tag}", encode(repo));
+        let (code, body) = self.api("POST", &path, None, &[]);
+        assert_eq!(
+            code,
+            201,
+            "tag {image} as {repo}:{tag}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+
+    /// The content of the single file `path` in container `name`, read with
+    /// `GET /containers/{name}/archive` (a tar with one entry); `None` on 404.
+    pub fn read_file(&self, name: &str, path: &str) -> Option<Vec<u8>> {
+        let query = format!("/containers/{name}/archive?path={}", encode(path));
+        let (code, tar) = self.api("GET", &query, None, &[]);
+        if code == 404 {
+            return None;
+        }
+        assert_eq!(
+            code,
+            200,
+            "archive {name}:{path}: {}",
+            String::from_utf8_lossy(&tar)
+        );
+        // ustar: the size is an octal field at offset 124 of the 512-byte header.
+        let size = std::str::from_utf8(&tar[124..136])
+            .unwrap()
+            .trim_matches(|c: char| c == '\0' || c == ' ');
+        let size = usize::from_str_radix(size, 8).unwrap();
+        Some(tar[512..512 + size].to_vec())
+    }
+
     pub fn has_image(&self, image: &str) -> bool {
-        self.api("GET", &format!("/images/{image}/json"), None, &[]).0 == 200
+        self.api("GET", &format!("/images/{image}/json"), None, &[])
+            .0
+            == 200
     }
 
     /// Pulls `repo:tag` from the local registry with its credentials.
@@ -421,19 +496,33 @@ impl Engine {
         let path = format!("/images/create?fromImage={}&tag={tag}", encode(repo));
         let (code, body) = self.api("POST", &path, None, &[("X-Registry-Auth", &auth)]);
         let text = String::from_utf8_lossy(&body);
-        assert!(code == 200 && !text.contains("\"error"), "pull {repo}:{tag}: {code} {text}");
+        assert!(
+            code == 200 && !text.contains("\"error"),
+            "pull {repo}:{tag}: {code} {text}"
+        );
     }
 
     /// Creates a container as the existing composer would (name, labels, env)
     /// and starts it; returns its id.
-    pub fn create_and_start(&self, name: &str, image: &str, labels: Value, env: &[String]) -> String {
+    pub fn create_and_start(
+        &self,
+        name: &str,
+        image: &str,
+        labels: Value,
+        env: &[String],
+    ) -> String {
         let body = json!({
             "Image": image, "Env": env, "Labels": labels,
             "HostConfig": {"NetworkMode": "none"},
         });
         let path = format!("/containers/create?name={}", encode(name));
         let (code, out) = self.api("POST", &path, Some(&body.to_string()), &[]);
-        assert_eq!(code, 201, "create {name}: {}", String::from_utf8_lossy(&out));
+        assert_eq!(
+            code,
+            201,
+            "create {name}: {}",
+            String::from_utf8_lossy(&out)
+        );
         let id = serde_json::from_slice::<Value>(&out).unwrap()["Id"]
             .as_str()
             .unwrap()
@@ -445,7 +534,8 @@ impl Engine {
 
     /// Container events of `manager`'s containers between two epoch times, as `(action, name)`.
     pub fn events(&self, manager: &str, since: f64, until: f64) -> Vec<(String, String)> {
-        let filters = json!({"type": ["container"], "label": [format!("opencti-manager={manager}")]});
+        let filters =
+            json!({"type": ["container"], "label": [format!("opencti-manager={manager}")]});
         let path = format!(
             "/events?since={since:.3}&until={until:.3}&filters={}",
             encode(&filters.to_string())
@@ -457,7 +547,10 @@ impl Engine {
             .map(|e| e.unwrap())
             .map(|e| {
                 let action = e["Action"].as_str().unwrap_or_default().to_string();
-                let name = e["Actor"]["Attributes"]["name"].as_str().unwrap_or_default().to_string();
+                let name = e["Actor"]["Attributes"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 (action, name)
             })
             .collect()
@@ -506,7 +599,10 @@ fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
@@ -561,7 +657,11 @@ impl Dockerd {
     /// Stops it (SIGTERM; the script waits for the exit).
     pub fn stop(&self) {
         let out = self.script("stop");
-        assert!(out.status.success(), "stop dockerd: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "stop dockerd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -569,7 +669,12 @@ impl Drop for Dockerd {
     fn drop(&mut self) {
         let engine = Engine::at(&self.socket);
         if engine.ping() {
-            for c in engine.json("/containers/json?all=true").as_array().cloned().unwrap_or_default() {
+            for c in engine
+                .json("/containers/json?all=true")
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
                 if let Some(id) = c["Id"].as_str() {
                     engine.api("DELETE", &format!("/containers/{id}?force=true"), None, &[]);
                 }
@@ -648,7 +753,11 @@ impl Forwarder {
         let listener = UnixListener::bind(path).unwrap();
         let traffic = Arc::new(Mutex::new(Traffic::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (t, st, up) = (Arc::clone(&traffic), Arc::clone(&stop), upstream.to_string());
+        let (t, st, up) = (
+            Arc::clone(&traffic),
+            Arc::clone(&stop),
+            upstream.to_string(),
+        );
         thread::spawn(move || {
             for client in listener.incoming() {
                 if st.load(Ordering::SeqCst) {
@@ -733,7 +842,10 @@ fn relay(client: UnixStream, engine: UnixStream, traffic: &Mutex<Traffic>) -> st
         }
         let text = String::from_utf8_lossy(&head).into_owned();
         let mut parts = text.lines().next().unwrap_or_default().split(' ');
-        let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        let (method, path) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
         let injected = {
             let mut t = traffic.lock().unwrap();
             t.seen.push(Seen {
