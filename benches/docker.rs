@@ -45,7 +45,9 @@ fn kind(s: &Seen) -> String {
     let path = path.splitn(3, '/').nth(2).map_or(path, |p| p); // drop `/v1.41`
     match (s.method.as_str(), path) {
         ("GET", "containers/json") => "list containers".into(),
-        ("GET", p) if p.starts_with("containers/") && p.ends_with("/json") => "inspect container".into(),
+        ("GET", p) if p.starts_with("containers/") && p.ends_with("/json") => {
+            "inspect container".into()
+        }
         ("GET", p) if p.ends_with("/logs") => "container logs".into(),
         (m, p) => format!("{m} {}", p.split('/').take(2).collect::<Vec<_>>().join("/")),
     }
@@ -54,6 +56,28 @@ fn kind(s: &Seen) -> String {
 fn running(engine: &Engine, manager: &str) -> usize {
     let all = engine.containers(manager);
     all.iter().filter(|c| c["State"] == "running").count()
+}
+
+/// Connectors `c0..c{n-1}`, each with a plain value, a v1 and a v2 secret.
+fn connectors(manager: &str, keys: &Value, n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let config = vec![
+                ("PLAIN", "bench", false),
+                ("SECRET_V1", keys["v1_pkcs1v15"].as_str().unwrap(), true),
+                ("SECRET_V2", keys["v2_oaep_sha256"].as_str().unwrap(), true),
+            ];
+            let name = format!("{manager} C{i}");
+            connector(
+                &format!("c{i}"),
+                &name,
+                "xtm-test/ticker:1",
+                "h1",
+                "starting",
+                config,
+            )
+        })
+        .collect()
 }
 
 fn main() {
@@ -66,22 +90,11 @@ fn main() {
         engine: engine.clone(),
         managers: vec![manager.clone()],
     };
-    let vectors: Value = serde_json::from_str(include_str!("../tests/fixtures/crypto-vectors.json")).unwrap();
+    let vectors: Value =
+        serde_json::from_str(include_str!("../tests/fixtures/crypto-vectors.json")).unwrap();
     let keys = &vectors["rsa4096"];
     let fake = FakeOpenCti::start(TOKEN);
-    fake.set_connectors(
-        (0..n)
-            .map(|i| {
-                let config = vec![
-                    ("PLAIN", "bench", false),
-                    ("SECRET_V1", keys["v1_pkcs1v15"].as_str().unwrap(), true),
-                    ("SECRET_V2", keys["v2_oaep_sha256"].as_str().unwrap(), true),
-                ];
-                let name = format!("{manager} C{i}");
-                connector(&format!("c{i}"), &name, "xtm-test/ticker:1", "h1", "starting", config)
-            })
-            .collect(),
-    );
+    fake.set_connectors(connectors(&manager, keys, n));
     let dir = scratch("bench");
     let forwarder = Forwarder::start(&dir.join("engine.sock"), DEFAULT_SOCKET);
     let setup = Setup::new(&dir, &fake.url(), TOKEN, &manager, DEFAULT_SOCKET)
@@ -97,7 +110,9 @@ fn main() {
     let t0 = Instant::now();
     let mut composer = setup.spawn("bench");
     let limit = Duration::from_secs(600);
-    composer.wait_until(limit, "all containers running", || (running(&engine, &manager) == n).then_some(()));
+    composer.wait_until(limit, "all containers running", || {
+        (running(&engine, &manager) == n).then_some(())
+    });
     let t_running = t0.elapsed();
     composer.wait_until(limit, "all reported started", || {
         (0..n)
@@ -108,11 +123,18 @@ fn main() {
     let (deploy_ticks, _, _) = composer.usage().unwrap();
 
     // The idle window starts at the first listing after everything is reported.
-    let listings = |f: &Forwarder| f.seen().into_iter().filter(|s| kind(s) == "list containers").count();
+    let listings = |f: &Forwarder| {
+        f.seen()
+            .into_iter()
+            .filter(|s| kind(s) == "list containers")
+            .count()
+    };
     let before = listings(&forwarder);
-    wait_until(Duration::from_secs(execute * 3), "a listing after deploy", || {
-        (listings(&forwarder) > before).then_some(())
-    });
+    wait_until(
+        Duration::from_secs(execute * 3),
+        "a listing after deploy",
+        || (listings(&forwarder) > before).then_some(()),
+    );
     let first = forwarder.count() - 1;
     let (ticks0, _, _) = composer.usage().unwrap();
     let start = Instant::now();
@@ -123,6 +145,20 @@ fn main() {
     }
     let (ticks1, rss, hwm) = composer.usage().unwrap();
     let window: Vec<Seen> = forwarder.seen().split_off(first);
+
+    // One more connector while idle: from its appearance on the platform to running and reported.
+    let mut all = connectors(&manager, keys, n + 1);
+    for c in &mut all {
+        let id = c["id"].as_str().unwrap().to_string();
+        c["manager_current_status"] = serde_json::json!(fake.current_status(&id));
+    }
+    let t_new = Instant::now();
+    fake.set_connectors(all);
+    let new_id = format!("c{n}");
+    composer.wait_until(limit, "the new connector reported started", || {
+        (fake.current_status(&new_id).as_deref() == Some("started")).then_some(())
+    });
+    let t_one = t_new.elapsed();
     report(&Figures {
         n,
         execute,
@@ -137,6 +173,7 @@ fn main() {
         max_rss,
         hwm,
         window,
+        t_one,
     });
     stop(&mut composer);
 }
@@ -155,6 +192,7 @@ struct Figures {
     max_rss: u64,
     hwm: u64,
     window: Vec<Seen>,
+    t_one: Duration,
 }
 
 fn report(f: &Figures) {
@@ -163,12 +201,28 @@ fn report(f: &Figures) {
         *by_kind.entry(kind(s)).or_default() += 1;
     }
     let cycles = by_kind.get("list containers").copied().unwrap_or(0).max(1);
-    println!("xtm-composer docker benchmark: {} connectors, execute_schedule {} s, logs_schedule 10 s", f.n, f.execute);
-    println!("  binary                         {} ({:.2} MB)", f.bin, f.size as f64 / 1e6);
-    println!("  start -> all containers running  {:.2} s", f.t_running.as_secs_f64());
-    println!("  start -> all reported started    {:.2} s", f.t_reported.as_secs_f64());
+    println!(
+        "xtm-composer docker benchmark: {} connectors, execute_schedule {} s, logs_schedule 10 s",
+        f.n, f.execute
+    );
+    println!(
+        "  binary                         {} ({:.2} MB)",
+        f.bin,
+        f.size as f64 / 1e6
+    );
+    println!(
+        "  start -> all containers running  {:.2} s",
+        f.t_running.as_secs_f64()
+    );
+    println!(
+        "  start -> all reported started    {:.2} s",
+        f.t_reported.as_secs_f64()
+    );
     println!("  CPU until then                   {:.2} s", f.deploy_cpu);
-    println!("  idle window                      {:.0} s, {cycles} cycles", f.idle.as_secs_f64());
+    println!(
+        "  idle window                      {:.0} s, {cycles} cycles",
+        f.idle.as_secs_f64()
+    );
     println!(
         "  engine calls per idle cycle      {:.1} ({} calls)",
         f.window.len() as f64 / cycles as f64,
@@ -178,10 +232,20 @@ fn report(f: &Figures) {
         println!("    {k:<30} {:.1} per cycle", *count as f64 / cycles as f64);
     }
     println!("  CPU over the idle window         {:.2} s", f.idle_cpu);
-    println!("  RSS now / max sampled / VmHWM    {} / {} / {} KiB", f.rss, f.max_rss, f.hwm);
+    println!(
+        "  RSS now / max sampled / VmHWM    {} / {} / {} KiB",
+        f.rss, f.max_rss, f.hwm
+    );
+    println!(
+        "  one more connector -> reported   {:.2} s (latency bound: execute_schedule)",
+        f.t_one.as_secs_f64()
+    );
 }
 
 fn stop(composer: &mut Composer) {
     let (status, took) = composer.terminate(Duration::from_secs(10));
-    println!("  SIGTERM -> {status:?} in {:.0} ms", took.as_secs_f64() * 1000.0);
+    println!(
+        "  SIGTERM -> {status:?} in {:.0} ms",
+        took.as_secs_f64() * 1000.0
+    );
 }
