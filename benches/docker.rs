@@ -4,12 +4,14 @@
 //! time from start to all deployed and reported started, the Engine API calls
 //! per idle cycle (counted by a unix-socket forwarder in front of dockerd),
 //! the composer's CPU seconds and RSS over an idle window (`BENCH_IDLE_SECS`,
-//! default 60) and the binary size. Asserts nothing on speed.
+//! default 60, after `BENCH_SETTLE_SECS`, default 0), the span of an idle cycle,
+//! the latency of one more connector, and the binary size. Asserts nothing on speed.
 //!
-//! `cargo build --release && cargo bench --bench docker` (the bench profile is
-//! the release profile, so the binary measured is `target/release/xtm-composer`;
-//! `XTM_COMPOSER_BIN=/path` measures another one). Needs the engine and images
-//! of `scripts/` (see tests/docker_e2e.rs).
+//! `cargo bench --bench docker` measures the bench-profile (release) binary.
+//! Quicker, as in docs/benchmarks.md: `cargo build --release --bin xtm-composer
+//! && XTM_COMPOSER_BIN=target/release/xtm-composer cargo bench --profile dev
+//! --bench docker` (only the measured binary needs the release profile). Needs
+//! the engine and images of `scripts/` (see tests/docker_e2e.rs).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -19,7 +21,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::composer::{
-    Cleanup, Composer, DEFAULT_SOCKET, Engine, Forwarder, Seen, Setup, binary, scratch, wait_until,
+    Cleanup, Composer, DEFAULT_SOCKET, Engine, Forwarder, Seen, Setup, binary, scratch, vectors,
+    wait_until,
 };
 use common::fake_opencti::{FakeOpenCti, connector};
 use serde_json::Value;
@@ -90,8 +93,7 @@ fn main() {
         engine: engine.clone(),
         managers: vec![manager.clone()],
     };
-    let vectors: Value =
-        serde_json::from_str(include_str!("../tests/fixtures/crypto-vectors.json")).unwrap();
+    let vectors = vectors();
     let keys = &vectors["rsa4096"];
     let fake = FakeOpenCti::start(TOKEN);
     fake.set_connectors(connectors(&manager, keys, n));
@@ -122,6 +124,9 @@ fn main() {
     let t_reported = t0.elapsed();
     let (deploy_ticks, _, _) = composer.usage().unwrap();
 
+    // Docker's `Status` text ("Up 5 seconds", "Up 2 minutes") changes with uptime and
+    // invalidates the orchestrator's inspect cache; BENCH_SETTLE_SECS lets it age first.
+    std::thread::sleep(Duration::from_secs(setting("BENCH_SETTLE_SECS", 0)));
     // The idle window starts at the first listing after everything is reported.
     let listings = |f: &Forwarder| {
         f.seen()
@@ -201,6 +206,8 @@ fn report(f: &Figures) {
         *by_kind.entry(kind(s)).or_default() += 1;
     }
     let cycles = by_kind.get("list containers").copied().unwrap_or(0).max(1);
+    let mut spans = cycle_spans(&f.window);
+    spans.sort();
     println!(
         "xtm-composer docker benchmark: {} connectors, execute_schedule {} s, logs_schedule 10 s",
         f.n, f.execute
@@ -231,6 +238,13 @@ fn report(f: &Figures) {
     for (k, count) in &by_kind {
         println!("    {k:<30} {:.1} per cycle", *count as f64 / cycles as f64);
     }
+    if let (Some(median), Some(max)) = (spans.get(spans.len() / 2), spans.last()) {
+        println!(
+            "  idle cycle span (list -> last call) median {:.0} ms, max {:.0} ms",
+            median.as_secs_f64() * 1000.0,
+            max.as_secs_f64() * 1000.0
+        );
+    }
     println!("  CPU over the idle window         {:.2} s", f.idle_cpu);
     println!(
         "  RSS now / max sampled / VmHWM    {} / {} / {} KiB",
@@ -240,6 +254,24 @@ fn report(f: &Figures) {
         "  one more connector -> reported   {:.2} s (latency bound: execute_schedule)",
         f.t_one.as_secs_f64()
     );
+}
+
+/// For each complete cycle in `window`: from its listing to its last engine
+/// call (log fetches run on the shipper thread and are left out).
+fn cycle_spans(window: &[Seen]) -> Vec<Duration> {
+    let mut spans = Vec::new();
+    let mut current: Option<(Instant, Instant)> = None;
+    for s in window.iter().filter(|s| kind(s) != "container logs") {
+        if kind(s) == "list containers" {
+            if let Some((start, last)) = current {
+                spans.push(last - start);
+            }
+            current = Some((s.at, s.at));
+        } else if let Some((_, last)) = current.as_mut() {
+            *last = s.at;
+        }
+    }
+    spans
 }
 
 fn stop(composer: &mut Composer) {

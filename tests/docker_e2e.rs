@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::composer::{
     Cleanup, Composer, DEFAULT_SOCKET, Engine, Forwarder, REGISTRY, Setup, env_map, epoch_secs,
-    existing_name, scratch,
+    existing_name, is_plain_tick, scratch, vectors,
 };
 use common::fake_opencti::{FakeOpenCti, connector};
 use serde_json::{Value, json};
@@ -21,17 +21,11 @@ const TICKER: &str = "xtm-test/ticker:1";
 const CRASHER: &str = "xtm-test/crasher:1";
 /// Generous: five agents share two cores on the CI machine.
 const CONVERGE: Duration = Duration::from_secs(90);
-/// CONTRACT §8.7 and DESIGN 7: SIGTERM ends the process within a couple of seconds.
-const SHUTDOWN: Duration = Duration::from_secs(2);
 
 /// The two registry tests untag and pull the same image: one at a time.
 fn registry_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn vectors() -> Value {
-    serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap()
 }
 
 /// A token that appears nowhere else, to grep for.
@@ -68,18 +62,6 @@ fn ids(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("c{i}")).collect()
 }
 
-/// `Some(())` when every `names` container runs (or, with `running = false`, has exited).
-fn all_in_state(engine: &Engine, names: &[String], running: bool) -> Option<()> {
-    names
-        .iter()
-        .all(|n| {
-            engine
-                .inspect(n)
-                .is_some_and(|c| c["State"]["Running"] == running)
-        })
-        .then_some(())
-}
-
 fn all_reported(fake: &FakeOpenCti, ids: &[String], status: &str) -> Option<()> {
     ids.iter()
         .all(|id| fake.current_status(id).as_deref() == Some(status))
@@ -90,18 +72,7 @@ fn all_reported(fake: &FakeOpenCti, ids: &[String], status: &str) -> Option<()> 
 /// frame header, no trailing newline, no control byte.
 fn assert_plain_lines(id: &str, lines: &[String]) {
     for l in lines {
-        assert!(
-            !l.chars().any(char::is_control),
-            "{id}: control byte in {l:?}"
-        );
-        let words: Vec<&str> = l.split(' ').collect();
-        assert!(
-            words.len() == 3
-                && words[0] == "tick"
-                && words[1].parse::<u32>().is_ok()
-                && (words[2] == "out" || words[2] == "err"),
-            "{id}: unexpected log line {l:?}"
-        );
+        assert!(is_plain_tick(l), "{id}: unexpected log line {l:?}");
     }
 }
 
@@ -130,24 +101,6 @@ fn assert_no_secrets(composer: &Composer, secrets: &[&str]) {
     }
 }
 
-/// SIGTERM: exit status 0 within the shutdown deadline.
-fn terminate(composer: &mut Composer) {
-    let (status, took) = composer.terminate(SHUTDOWN);
-    let status = status.unwrap_or_else(|| {
-        panic!(
-            "still running {took:?} after SIGTERM:\n{}",
-            composer.tail(20)
-        )
-    });
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "exit after SIGTERM:\n{}",
-        composer.tail(20)
-    );
-    println!("SIGTERM -> exit 0 in {took:?}");
-}
-
 /// Deploys the 10 tickers of `keys` from the authenticated registry (untagged
 /// locally first) and checks labels, hash marker and decrypted env.
 fn deploy_ten(
@@ -165,7 +118,7 @@ fn deploy_ten(
     let mut composer = setup.spawn("run1");
     let names: Vec<String> = (0..10).map(|i| container_name(manager, i)).collect();
     composer.wait_until(CONVERGE, "10 containers running", || {
-        all_in_state(engine, &names, true)
+        engine.all_in_state(&names, true)
     });
     composer.wait_until(CONVERGE, "10 reported started", || {
         all_reported(fake, &ids(10), "started")
@@ -278,7 +231,7 @@ fn ten_connectors_with_a_4096_bit_key_deploy_follow_the_platform_and_leave_other
         fake.set_requested(&id, "stopping");
     }
     composer.wait_until(CONVERGE, "10 containers stopped", || {
-        all_in_state(&engine, &names, false)
+        engine.all_in_state(&names, false)
     });
     composer.wait_until(CONVERGE, "10 reported stopped", || {
         all_reported(&fake, &ids(10), "stopped")
@@ -287,7 +240,7 @@ fn ten_connectors_with_a_4096_bit_key_deploy_follow_the_platform_and_leave_other
         fake.set_requested(&id, "starting");
     }
     composer.wait_until(CONVERGE, "10 containers running again", || {
-        all_in_state(&engine, &names, true)
+        engine.all_in_state(&names, true)
     });
     composer.wait_until(CONVERGE, "10 reported started again", || {
         all_reported(&fake, &ids(10), "started")
@@ -333,8 +286,10 @@ fn ten_connectors_with_a_4096_bit_key_deploy_follow_the_platform_and_leave_other
         assert_eq!(now["State"]["Running"], true, "{id}");
     }
 
-    terminate(&mut composer);
-    all_in_state(&engine, &names[..9], true).expect("containers keep running after SIGTERM");
+    println!("SIGTERM -> exit 0 in {:?}", composer.terminate_ok());
+    engine
+        .all_in_state(&names[..9], true)
+        .expect("containers keep running after SIGTERM");
     assert_no_secrets(
         &composer,
         &[
@@ -420,8 +375,10 @@ fn ten_connectors_with_a_2048_bit_key_are_adopted_after_kill_9() {
         forwarder.count()
     );
 
-    terminate(&mut second);
-    all_in_state(&engine, &names, true).expect("containers keep running after SIGTERM");
+    println!("SIGTERM -> exit 0 in {:?}", second.terminate_ok());
+    engine
+        .all_in_state(&names, true)
+        .expect("containers keep running after SIGTERM");
     let secrets = [
         keys["plaintext"].as_str().unwrap(),
         "opencti-token-0123456789",
@@ -518,7 +475,7 @@ fn pull_policy_never_fails_one_connector_a_crasher_loops_and_existing_containers
     let mut composer = setup.spawn("run");
     let ok = existing_name(&format!("{m} Ok"));
     composer.wait_until(CONVERGE, "ok running", || {
-        all_in_state(&engine, std::slice::from_ref(&ok), true)
+        engine.all_in_state(std::slice::from_ref(&ok), true)
     });
     let ids = ["ok", "legacy", "bare"].map(String::from);
     composer.wait_until(CONVERGE, "ok, legacy and bare reported started", || {
@@ -558,7 +515,7 @@ fn pull_policy_never_fails_one_connector_a_crasher_loops_and_existing_containers
         .collect();
     assert!(touched.is_empty(), "{touched:?}");
 
-    terminate(&mut composer);
+    println!("SIGTERM -> exit 0 in {:?}", composer.terminate_ok());
     assert_no_secrets(&composer, &[keys["plaintext"].as_str().unwrap(), &token]);
 }
 
@@ -617,7 +574,7 @@ fn if_not_present_deploys_local_images_while_the_registry_is_unreachable() {
         existing_name(&format!("{m} L1")),
     ];
     composer.wait_until(CONVERGE, "l0 and l1 running", || {
-        all_in_state(&engine, &names, true)
+        engine.all_in_state(&names, true)
     });
     let ids = ["l0", "l1"].map(String::from);
     composer.wait_until(CONVERGE, "l0 and l1 reported started", || {
@@ -645,7 +602,7 @@ fn if_not_present_deploys_local_images_while_the_registry_is_unreachable() {
             .is_none()
     );
     assert_eq!(fake.current_status("gone"), None, "nothing reported for it");
-    terminate(&mut composer);
+    println!("SIGTERM -> exit 0 in {:?}", composer.terminate_ok());
 }
 
 /// `opencti.daemon.docker` host options and limits reach the container's
@@ -708,7 +665,7 @@ fn host_options_proxy_ca_and_env_display_without_secrets() {
     let mut composer = setup.spawn("run");
     let name = container_name(&m, 0);
     composer.wait_until(CONVERGE, "c0 running", || {
-        all_in_state(&engine, std::slice::from_ref(&name), true)
+        engine.all_in_state(std::slice::from_ref(&name), true)
     });
     composer.wait_until(CONVERGE, "c0 reported started", || {
         all_reported(&fake, &ids(1), "started")
@@ -766,5 +723,5 @@ fn host_options_proxy_ca_and_env_display_without_secrets() {
     assert!(log.contains("PLAIN=plain-visible"), "the env display is on");
     assert!(log.contains("SECRET_V1=***REDACTED***"));
     assert_no_secrets(&composer, &[plaintext, &proxy_password, &token]);
-    terminate(&mut composer);
+    println!("SIGTERM -> exit 0 in {:?}", composer.terminate_ok());
 }

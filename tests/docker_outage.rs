@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::composer::{
     Cleanup, DEFAULT_SOCKET, Dockerd, Engine, Forwarder, REGISTRY, Setup, env_map, existing_name,
-    scratch,
+    scratch, vectors,
 };
 use common::fake_opencti::{FakeOpenCti, connector};
 use serde_json::{Value, json};
@@ -71,8 +71,7 @@ fn a_docker_outage_mid_cycle_is_logged_and_the_state_converges_when_docker_is_ba
 
     let fake = FakeOpenCti::start(TOKEN);
     publish(&fake, &m, 4, |_, c| Some(c));
-    let vectors: Value =
-        serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap();
+    let vectors = vectors();
     let dir = scratch("outage");
     let setup = Setup::new(&dir, &fake.url(), TOKEN, &m, &dockerd.socket)
         .key(
@@ -174,13 +173,7 @@ fn a_docker_outage_mid_cycle_is_logged_and_the_state_converges_when_docker_is_ba
     );
     assert_eq!(env_map(&engine.inspect(&name(1)).unwrap())["PLAIN"], "h2");
 
-    let (status, took) = composer.terminate(Duration::from_secs(2));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{took:?}:\n{}",
-        composer.tail(20)
-    );
+    composer.terminate_ok();
     assert!(!composer.output().contains(TOKEN));
 }
 
@@ -207,8 +200,7 @@ fn a_container_the_engine_cannot_start_under_its_id_is_deployed_again() {
         "stopping",
         config,
     )]);
-    let vectors: Value =
-        serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap();
+    let vectors = vectors();
     let dir = scratch("stale");
     let forwarder = Forwarder::start(&dir.join("engine.sock"), DEFAULT_SOCKET);
     let setup = Setup::new(&dir, &fake.url(), TOKEN, &m, DEFAULT_SOCKET)
@@ -248,6 +240,5 @@ fn a_container_the_engine_cannot_start_under_its_id_is_deployed_again() {
             .contains("container removed, deployed again next cycle")
     );
     assert_eq!(engine.containers(&m).len(), 1);
-    let (status, _) = composer.terminate(Duration::from_secs(2));
-    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    composer.terminate_ok();
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::composer::{
     Cleanup, DEFAULT_SOCKET, Engine, REGISTRY, REGISTRY_PASSWORD, REGISTRY_USER, Setup, env_map,
-    existing_name, scratch,
+    existing_name, is_plain_tick, scratch, vectors,
 };
 use common::fake_openaev::{self, FakeOpenAev};
 use common::fake_opencti::{self, FakeOpenCti};
@@ -30,10 +30,6 @@ const AEV_REGISTRY: &str = "localhost:5000";
 fn registry_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn vectors() -> Value {
-    serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap()
 }
 
 fn manager(test: &str) -> String {
@@ -80,18 +76,6 @@ fn aev_name(m: &str, i: usize) -> String {
     existing_name(&format!("{m} A{i}"))
 }
 
-/// `Some(())` when every named container runs (or, `running = false`, has exited).
-fn all_in_state(engine: &Engine, names: &[String], running: bool) -> Option<()> {
-    names
-        .iter()
-        .all(|n| {
-            engine
-                .inspect(n)
-                .is_some_and(|c| c["State"]["Running"] == running)
-        })
-        .then_some(())
-}
-
 fn cti_reported(fake: &FakeOpenCti, ids: &[String], status: &str) -> Option<()> {
     ids.iter()
         .all(|id| fake.current_status(id).as_deref() == Some(status))
@@ -106,17 +90,6 @@ fn aev_reported(fake: &FakeOpenAev, ids: &[String], status: &str) -> Option<()> 
 
 fn ids(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
-}
-
-/// A shipped line is a plain `tick N out|err` line: demultiplexed, no frame
-/// header, no trailing newline.
-fn is_plain_tick(line: &str) -> bool {
-    let w: Vec<&str> = line.split(' ').collect();
-    !line.chars().any(char::is_control)
-        && w.len() == 3
-        && w[0] == "tick"
-        && w[1].parse::<u32>().is_ok()
-        && (w[2] == "out" || w[2] == "err")
 }
 
 /// The container ids of `names`.
@@ -208,7 +181,7 @@ fn five_connectors_and_five_collectors_follow_their_own_platform_in_one_process(
     let aev_names: Vec<String> = (0..5).map(|i| aev_name(&m, i)).collect();
     let all_names: Vec<String> = cti_names.iter().chain(&aev_names).cloned().collect();
     composer.wait_until(CONVERGE, "10 containers running", || {
-        all_in_state(&engine, &all_names, true)
+        engine.all_in_state(&all_names, true)
     });
     composer.wait_until(CONVERGE, "5 connectors reported started to OpenCTI", || {
         cti_reported(&fake_cti, &ids("c", 5), "started")
@@ -348,7 +321,7 @@ fn five_connectors_and_five_collectors_follow_their_own_platform_in_one_process(
         fake_aev.set_requested(&a, "stopping");
     }
     composer.wait_until(CONVERGE, "10 containers stopped", || {
-        all_in_state(&engine, &all_names, false)
+        engine.all_in_state(&all_names, false)
     });
     composer.wait_until(CONVERGE, "stopped reported to both", || {
         cti_reported(&fake_cti, &ids("c", 5), "stopped")?;
@@ -359,7 +332,7 @@ fn five_connectors_and_five_collectors_follow_their_own_platform_in_one_process(
         fake_aev.set_requested(&a, "starting");
     }
     composer.wait_until(CONVERGE, "10 containers running again", || {
-        all_in_state(&engine, &all_names, true)
+        engine.all_in_state(&all_names, true)
     });
     composer.wait_until(CONVERGE, "started reported to both", || {
         cti_reported(&fake_cti, &ids("c", 5), "started")?;
@@ -428,13 +401,7 @@ fn five_connectors_and_five_collectors_follow_their_own_platform_in_one_process(
     });
     assert_eq!(fake_aev.registration().unwrap().version, "2.5.0");
 
-    let (status, took) = composer.terminate(Duration::from_secs(2));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "{took:?}:\n{}",
-        composer.tail(20)
-    );
+    composer.terminate_ok();
     let log = composer.output();
     for secret in [plaintext, &cti_token, &aev_token, REGISTRY_PASSWORD] {
         assert!(
@@ -580,7 +547,7 @@ fn one_platform_down_does_not_hold_up_the_other() {
         .flat_map(|i| [cti_name(&m, i), aev_name(&m, i)])
         .collect();
     composer.wait_until(CONVERGE, "4 containers running", || {
-        all_in_state(&engine, &names, true)
+        engine.all_in_state(&names, true)
     });
     composer.wait_until(CONVERGE, "both platforms told", || {
         cti_reported(&fake_cti, &ids("c", 2), "started")?;
@@ -607,7 +574,7 @@ fn one_platform_down_does_not_hold_up_the_other() {
     fake_cti.set_requested("c0", "stopping");
     let t = Instant::now();
     composer.wait_until(CONVERGE, "c0 stopped with OpenAEV stopped", || {
-        all_in_state(&engine, &[cti_name(&m, 0)], false)?;
+        engine.all_in_state(&[cti_name(&m, 0)], false)?;
         cti_reported(&fake_cti, &ids("c", 1), "stopped")
     });
     println!(
@@ -642,7 +609,7 @@ fn one_platform_down_does_not_hold_up_the_other() {
     fake_aev.set_requested("a0", "stopping");
     let t = Instant::now();
     composer.wait_until(CONVERGE, "a0 stopped with OpenCTI hung", || {
-        all_in_state(&engine, &[aev_name(&m, 0)], false)?;
+        engine.all_in_state(&[aev_name(&m, 0)], false)?;
         aev_reported(&fake_aev, &ids("a", 1), "stopped")
     });
     let a0 = t.elapsed();
@@ -671,10 +638,9 @@ fn one_platform_down_does_not_hold_up_the_other() {
     relay.set(Mode::Up);
     fake_cti.set_requested("c0", "starting");
     composer.wait_until(CONVERGE, "c0 running once OpenCTI is back", || {
-        all_in_state(&engine, &[cti_name(&m, 0)], true)?;
+        engine.all_in_state(&[cti_name(&m, 0)], true)?;
         cti_reported(&fake_cti, &ids("c", 1), "started")
     });
     assert_eq!(engine.containers(&m).len(), 4);
-    let (status, _) = composer.terminate(Duration::from_secs(2));
-    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    composer.terminate_ok();
 }

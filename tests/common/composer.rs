@@ -94,6 +94,22 @@ pub fn epoch_secs() -> f64 {
         .as_secs_f64()
 }
 
+/// The shared crypto test vectors (CONTRACT §4.8).
+pub fn vectors() -> Value {
+    serde_json::from_str(include_str!("../fixtures/crypto-vectors.json")).unwrap()
+}
+
+/// A line the ticker image writes (`tick N out|err`), shipped as a plain line:
+/// demultiplexed, no frame header, no trailing newline, no control byte.
+pub fn is_plain_tick(line: &str) -> bool {
+    let w: Vec<&str> = line.split(' ').collect();
+    !line.chars().any(char::is_control)
+        && w.len() == 3
+        && w[0] == "tick"
+        && w[1].parse::<u32>().is_ok()
+        && (w[2] == "out" || w[2] == "err")
+}
+
 /// A config folder and the variables of one composer run.
 #[derive(Clone)]
 pub struct Setup {
@@ -228,6 +244,16 @@ impl Composer {
             .status()
             .unwrap();
         assert!(status.success(), "kill -s {signal} {}", self.pid());
+    }
+
+    /// SIGTERM: exit status 0 within 2 s (CONTRACT §8.7, DESIGN 7); returns how long it took.
+    pub fn terminate_ok(&mut self) -> Duration {
+        let (status, took) = self.terminate(Duration::from_secs(2));
+        let tail = self.tail(20);
+        let status =
+            status.unwrap_or_else(|| panic!("still running {took:?} after SIGTERM:\n{tail}"));
+        assert_eq!(status.code(), Some(0), "exit after SIGTERM:\n{tail}");
+        took
     }
 
     /// Waits at most `limit` for the exit; `None` if it still runs.
@@ -398,6 +424,17 @@ impl Engine {
 
     pub fn ping(&self) -> bool {
         self.api("GET", "/_ping", None, &[]) == (200, b"OK".to_vec())
+    }
+
+    /// `Some(())` when every `names` container runs (or, with `running = false`, has exited).
+    pub fn all_in_state(&self, names: &[String], running: bool) -> Option<()> {
+        names
+            .iter()
+            .all(|n| {
+                self.inspect(n)
+                    .is_some_and(|c| c["State"]["Running"] == running)
+            })
+            .then_some(())
     }
 
     /// `docker inspect`, `None` on 404.
