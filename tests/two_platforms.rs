@@ -175,6 +175,22 @@ fn five_connectors_and_five_collectors_follow_their_own_platform_in_one_process(
         .var("OPENAEV__DAEMON__REGISTRY__SERVER", AEV_REGISTRY)
         .var("OPENAEV__DAEMON__REGISTRY__USERNAME", REGISTRY_USER)
         .var("OPENAEV__DAEMON__REGISTRY__PASSWORD", REGISTRY_PASSWORD);
+    // c4 already runs, made by an older composer without the platform label:
+    // OpenCTI adopts it, and OpenAEV, which does not list c4, must not remove it
+    // (CONTRACT §5.2).
+    let legacy_env = vec![
+        "PLAIN=cti-4".to_string(),
+        format!("SECRET_V1={plaintext}"),
+        format!("SECRET_V2={plaintext}"),
+        format!("OPENCTI_URL={}", fake_cti.url()),
+        "OPENCTI_CONFIG_HASH=h1".to_string(),
+    ];
+    let legacy = engine.create_and_start(
+        &cti_name(&m, 4),
+        TICKER,
+        json!({"opencti-manager": m, "opencti-connector-id": "c4"}),
+        &legacy_env,
+    );
     let t = Instant::now();
     let mut composer = setup.spawn("run");
     let cti_names: Vec<String> = (0..5).map(|i| cti_name(&m, i)).collect();
@@ -221,17 +237,20 @@ fn five_connectors_and_five_collectors_follow_their_own_platform_in_one_process(
 
     for (i, name) in cti_names.iter().enumerate() {
         let c = engine.inspect(name).unwrap();
-        assert_eq!(c["Config"]["Image"], cti_image.as_str());
-        assert_eq!(c["Config"]["Labels"]["opencti-platform"], "opencti");
         assert_eq!(
             c["Config"]["Labels"]["opencti-connector-id"],
             format!("c{i}").as_str()
         );
-        assert_eq!(
-            c["HostConfig"]["ExtraHosts"],
-            json!(["only-opencti:127.0.0.1"])
-        );
-        assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
+        if i == 4 {
+            assert_eq!(c["Id"], legacy.as_str(), "the legacy container was adopted");
+            assert!(c["Config"]["Labels"].get("opencti-platform").is_none());
+        } else {
+            assert_eq!(c["Config"]["Image"], cti_image.as_str());
+            assert_eq!(c["Config"]["Labels"]["opencti-platform"], "opencti");
+            let hosts = &c["HostConfig"]["ExtraHosts"];
+            assert_eq!(hosts, &json!(["only-opencti:127.0.0.1"]));
+            assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "unless-stopped");
+        }
         let env = env_map(&c);
         assert_eq!(
             (env["SECRET_V1"].as_str(), env["SECRET_V2"].as_str()),
@@ -392,6 +411,12 @@ fn five_connectors_and_five_collectors_follow_their_own_platform_in_one_process(
         assert_eq!(after[n], before[n], "{n} was touched");
     }
     assert_eq!(engine.containers(&m).len(), 9);
+    let c4 = engine.inspect(&cti_names[4]).unwrap();
+    assert_eq!(
+        c4["Id"],
+        legacy.as_str(),
+        "the legacy container is still the same"
+    );
 
     // A new OpenAEV version: the composer registers again (CONTRACT §8.2).
     let registrations = fake_aev.registrations();
