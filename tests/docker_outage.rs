@@ -79,7 +79,11 @@ fn a_docker_outage_mid_cycle_is_logged_and_the_state_converges_when_docker_is_ba
                 .as_str()
                 .unwrap(),
         )
-        .registry();
+        .registry()
+        // One deploy at a time: the outage then always lands with deploys still
+        // queued, however fast the engine is (dockerd stops within milliseconds
+        // of the first new deploy; one create and start takes longer).
+        .var("MANAGER__MAX_PARALLEL", "1");
     let mut composer = setup.spawn("run");
     let name = |i: usize| existing_name(&format!("{m} C{i}"));
     let running = |engine: &Engine, i: usize| {
