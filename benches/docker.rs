@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use common::composer::{
     Cleanup, Composer, DEFAULT_SOCKET, Engine, Forwarder, Seen, Setup, binary, scratch, vectors,
-    wait_until,
 };
+use common::engine::eventually;
 use common::fake_opencti::{FakeOpenCti, connector};
 use serde_json::Value;
 
@@ -135,7 +135,7 @@ fn main() {
             .count()
     };
     let before = listings(&forwarder);
-    wait_until(
+    eventually(
         Duration::from_secs(execute * 3),
         "a listing after deploy",
         || (listings(&forwarder) > before).then_some(()),

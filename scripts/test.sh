@@ -35,6 +35,8 @@ if ! curl -s -o /dev/null --max-time 2 http://127.0.0.1:5000/v2/; then
 fi
 CIREG_AUTH=1 bash scripts/start-registry.sh
 bash scripts/make-test-images.sh
+# The Swarm tests need this engine to be a swarm manager (idempotent; plain containers keep working).
+bash scripts/swarm.sh init
 echo "engines ready after $(( $(date +%s) - t0 )) s"
 
 cargo build --all-targets --locked

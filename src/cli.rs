@@ -16,6 +16,8 @@ use crate::env;
 use crate::logs::{self, LogJob};
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::docker::Docker;
+use crate::orchestrator::portainer::Portainer;
+use crate::orchestrator::swarm::Swarm;
 use crate::platform::{Platform, PlatformKind, openaev, opencti};
 
 /// Exit status for configuration and start-up errors.
@@ -49,16 +51,19 @@ fn orchestrator_for(
     kind: PlatformKind,
 ) -> Result<Arc<dyn Orchestrator>, String> {
     let selector = settings.platform(kind).daemon.selector;
-    match selector {
-        Selector::Docker => Docker::new(settings, kind)
-            .map(|d| Arc::new(d) as Arc<dyn Orchestrator>)
-            .map_err(|e| e.to_string()),
-        other => Err(format!(
-            "{kind}.daemon.selector = {other:?}: this build supports only `docker` so far; \
-             set {}__DAEMON__SELECTOR=docker",
-            kind.as_str().to_uppercase()
-        )),
-    }
+    let built: Result<Arc<dyn Orchestrator>, _> = match selector {
+        Selector::Docker => Docker::new(settings, kind).map(|d| Arc::new(d) as _),
+        Selector::Portainer => Portainer::new(settings, kind).map(|p| Arc::new(p) as _),
+        Selector::Swarm => Swarm::new(settings, kind).map(|s| Arc::new(s) as _),
+        other => {
+            return Err(format!(
+                "{kind}.daemon.selector = {other:?}: this build supports docker, portainer and \
+                 swarm so far; set {}__DAEMON__SELECTOR=docker",
+                kind.as_str().to_uppercase()
+            ));
+        }
+    };
+    built.map_err(|e| e.to_string())
 }
 
 fn platform_for(

@@ -115,6 +115,32 @@ impl ClientOptions {
             proxy: proxy_choice(p),
         })
     }
+
+    /// Options for an engine API behind HTTPS (Portainer): never a proxy (§5.5.1),
+    /// TLS verified unless `insecure`, trusting `ca_entry` (a file path or inline
+    /// PEM, named `setting` in errors) besides the system roots.
+    ///
+    /// # Errors
+    /// A CA entry that cannot be read or holds no certificate.
+    pub fn for_engine(
+        setting: &str,
+        ca_entry: Option<&str>,
+        insecure: bool,
+        request_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<ClientOptions, Error> {
+        let ca_pem = match ca_entry.filter(|e| !e.trim().is_empty()) {
+            Some(entry) => vec![read_ca_entry(setting, entry)?],
+            None => Vec::new(),
+        };
+        Ok(ClientOptions {
+            request_timeout,
+            connect_timeout,
+            insecure,
+            ca_pem,
+            proxy: ProxyChoice::None,
+        })
+    }
 }
 
 fn proxy_choice(p: &PlatformSettings) -> ProxyChoice {

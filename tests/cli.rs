@@ -112,3 +112,121 @@ fn a_missing_config_folder_says_where_it_looked() {
     assert!(!o.status.success());
     assert!(text(&o).contains("/nonexistent/xtm"), "{}", text(&o));
 }
+
+#[test]
+fn a_portainer_env_type_other_than_docker_stops_startup_naming_the_key() {
+    let dir = temp_dir("env-type");
+    std::fs::copy("config/default.yaml", dir.join("default.yaml")).unwrap();
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap();
+    let key = vectors["rsa2048"]["private_key_pkcs8_pem"]
+        .as_str()
+        .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", dir.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MANAGER__CREDENTIALS_KEY", key)
+        .env("OPENCTI__DAEMON__SELECTOR", "portainer")
+        .env("OPENCTI__DAEMON__PORTAINER__ENV_TYPE", "kubernetes")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A build that accepted the setting would start its loops and run on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("still running: env_type was accepted");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    // Named with where it came from, so the operator knows what to change.
+    assert!(
+        t.contains("opencti.daemon.portainer.env_type = \"kubernetes\"")
+            && t.contains("OPENCTI__DAEMON__PORTAINER__ENV_TYPE")
+            && t.contains("only docker environments are supported"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+}
+
+/// Runs the binary with the shipped configuration, the test key and `env`
+/// until it logs that it started (at most 30 s), then stops it: its log lines.
+fn startup_lines(name: &str, env: &[(&str, &str)]) -> Vec<String> {
+    use std::io::BufRead;
+    let dir = temp_dir(name);
+    std::fs::copy("config/default.yaml", dir.join("default.yaml")).unwrap();
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap();
+    let key = vectors["rsa2048"]["private_key_pkcs8_pem"]
+        .as_str()
+        .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", dir.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("MANAGER__CREDENTIALS_KEY", key)
+        // Nothing listens there: the loops only wait for the platform.
+        .env("OPENCTI__URL", "http://127.0.0.1:9")
+        .env("MANAGER__LOGGER__FORMAT", "pretty")
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let started = line.contains("xtm-composer") && line.contains("started");
+            let _ = tx.send(line);
+            if started {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while let Ok(line) =
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        lines.push(line);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("started, manager")),
+        "did not start: {lines:?}"
+    );
+    lines
+}
+
+#[test]
+fn an_unsecured_portainer_certificate_is_warned_about_at_startup() {
+    let portainer = [
+        ("OPENCTI__DAEMON__SELECTOR", "portainer"),
+        ("OPENCTI__DAEMON__PORTAINER__API", "https://127.0.0.1:9"),
+    ];
+    let warning = "TLS certificate verification is disabled for 127.0.0.1";
+    let verified = startup_lines("portainer-verified", &portainer);
+    assert!(
+        !verified.iter().any(|l| l.contains(warning)),
+        "{verified:?}"
+    );
+    let mut env = portainer.to_vec();
+    env.push(("OPENCTI__DAEMON__PORTAINER__UNSECURED_CERTIFICATE", "true"));
+    let unsecured = startup_lines("portainer-unsecured", &env);
+    let line = unsecured
+        .iter()
+        .find(|l| l.contains(warning))
+        .unwrap_or_else(|| panic!("{unsecured:?}"));
+    assert!(line.contains("WARN"), "{line}");
+}

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use common::composer::{
     Cleanup, Composer, DEFAULT_SOCKET, Engine, Forwarder, REGISTRY, Setup, env_map, epoch_secs,
-    existing_name, is_plain_tick, scratch, vectors,
+    existing_name, scratch, vectors,
 };
+use common::engine::assert_clean_ticker_lines;
 use common::fake_opencti::{FakeOpenCti, connector};
 use serde_json::{Value, json};
 
@@ -66,14 +67,6 @@ fn all_reported(fake: &FakeOpenCti, ids: &[String], status: &str) -> Option<()> 
     ids.iter()
         .all(|id| fake.current_status(id).as_deref() == Some(status))
         .then_some(())
-}
-
-/// Every shipped line is a plain `tick N out|err` line: demultiplexed, no
-/// frame header, no trailing newline, no control byte.
-fn assert_plain_lines(id: &str, lines: &[String]) {
-    for l in lines {
-        assert!(is_plain_tick(l), "{id}: unexpected log line {l:?}");
-    }
 }
 
 /// What a container was, to prove it was not recreated or restarted.
@@ -167,7 +160,7 @@ fn assert_logs_shipped(composer: &mut Composer, fake: &FakeOpenCti, ids: &[Strin
         },
     );
     for id in ids {
-        assert_plain_lines(id, &fake.logs(id).unwrap());
+        assert_clean_ticker_lines(&fake.logs(id).unwrap());
     }
 }
 

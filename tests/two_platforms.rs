@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::composer::{
     Cleanup, DEFAULT_SOCKET, Engine, REGISTRY, REGISTRY_PASSWORD, REGISTRY_USER, Setup, env_map,
-    existing_name, is_plain_tick, scratch, vectors,
+    existing_name, scratch, vectors,
 };
+use common::engine::assert_clean_ticker_lines;
 use common::fake_openaev::{self, FakeOpenAev};
 use common::fake_opencti::{self, FakeOpenCti};
 use serde_json::{Value, json};
@@ -289,37 +290,29 @@ fn five_connectors_and_five_collectors_follow_their_own_platform_in_one_process(
         assert_eq!(env["COLLECTOR_ID"], format!("col-{i}-0f2a85c1"));
     }
 
-    // Logs and health, each to its own platform.
+    // Logs (lines of both streams) and health, each to its own platform.
+    let both_streams = |l: &[String]| {
+        l.iter().any(|x| x.ends_with(" out")) && l.iter().any(|x| x.ends_with(" err"))
+    };
     composer.wait_until(
         CONVERGE,
         "logs and health of all 10 on their own platform",
         || {
             let cti_ok = ids("c", 5).iter().all(|id| {
-                fake_cti.health(id).is_some()
-                    && fake_cti
-                        .logs(id)
-                        .is_some_and(|l| l.iter().any(|x| x.ends_with(" out")))
+                fake_cti.health(id).is_some() && fake_cti.logs(id).is_some_and(|l| both_streams(&l))
             });
             let aev_ok = ids("a", 5).iter().all(|id| {
-                fake_aev.health(id).is_some()
-                    && fake_aev
-                        .logs(id)
-                        .is_some_and(|l| l.iter().any(|x| x.ends_with(" err")))
+                let logs = fake_aev.logs(id).map(Vec::from_iter);
+                fake_aev.health(id).is_some() && logs.is_some_and(|l| both_streams(&l))
             });
             (cti_ok && aev_ok).then_some(())
         },
     );
     for id in ids("c", 5) {
-        assert!(
-            fake_cti.logs(&id).unwrap().iter().all(|l| is_plain_tick(l)),
-            "{id}"
-        );
+        assert_clean_ticker_lines(&fake_cti.logs(&id).unwrap());
     }
     for id in ids("a", 5) {
-        assert!(
-            fake_aev.logs(&id).unwrap().iter().all(|l| is_plain_tick(l)),
-            "{id}"
-        );
+        assert_clean_ticker_lines(&Vec::from_iter(fake_aev.logs(&id).unwrap()));
         let h = fake_aev.health(&id).unwrap();
         assert_eq!(h["is_in_reboot_loop"], false, "{h}");
     }

@@ -118,6 +118,8 @@ pub(crate) const PLATFORM: &[Key] = &[
     key("daemon.portainer.api_version", Str),
     key("daemon.portainer.stack", Str),
     key("daemon.portainer.network_mode", Str),
+    key("daemon.portainer.ca_file", Str),
+    key("daemon.portainer.unsecured_certificate", Bool),
     key("daemon.docker.network_mode", Str),
     key("daemon.docker.extra_hosts", StrList),
     key("daemon.docker.dns", StrList),
@@ -161,6 +163,7 @@ pub(crate) const PLATFORM: &[Key] = &[
     key("daemon.swarm.restart_condition", Str),
     key("daemon.swarm.restart_delay", Int),
     key("daemon.swarm.restart_max_attempts", Int),
+    key("daemon.swarm.pull_policy", Str),
 ];
 
 /// The table a dotted key belongs to, and the key relative to it.

@@ -220,6 +220,8 @@ pub struct Daemon {
     pub kubernetes: Option<KubernetesSettings>,
     pub portainer: Option<PortainerSettings>,
     pub docker: Option<DockerOptions>,
+    /// Typed on use by `SwarmOptions::from_section` (the loader has already
+    /// coerced every key of the section to its type).
     pub swarm: Option<serde_json::Value>,
 }
 
@@ -256,6 +258,12 @@ pub struct PortainerSettings {
     pub api_version: Option<String>,
     pub stack: Option<String>,
     pub network_mode: Option<String>,
+    /// Ours: a PEM CA bundle (file path or inline PEM) trusted for `api`,
+    /// besides the system roots.
+    pub ca_file: Option<String>,
+    /// Ours: accept any certificate from Portainer (warned about at startup).
+    /// Default false: verified, unlike the existing composer (issue 6, D17).
+    pub unsecured_certificate: bool,
 }
 
 /// One `ulimits` entry.
@@ -297,4 +305,58 @@ pub struct DockerOptions {
     /// Ours: engine address (`unix:///path` or `tcp://host:port`); default
     /// `DOCKER_HOST`, else `unix:///var/run/docker.sock`.
     pub host: Option<String>,
+}
+
+/// `{p}.daemon.swarm.*`: ServiceSpec options (§6.4). Durations are
+/// nanoseconds, CPUs nano-CPUs, memory bytes, as the engine takes them.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default)]
+pub struct SwarmOptions {
+    /// `TaskTemplate.Networks[].Target`; none by default.
+    pub network: Option<String>,
+    pub extra_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub sysctls: BTreeMap<String, String>,
+    pub ulimits: Vec<Ulimit>,
+    pub hostname: Option<String>,
+    pub user: Option<String>,
+    pub read_only: Option<bool>,
+    pub init: Option<bool>,
+    pub stop_grace_period: Option<i64>,
+    pub resources: SwarmResources,
+    pub placement_constraints: Vec<String>,
+    /// Spread descriptors (`node.labels.zone`).
+    pub placement_preferences: Vec<String>,
+    /// `none` | `on-failure` | `any`.
+    pub restart_condition: Option<String>,
+    pub restart_delay: Option<i64>,
+    pub restart_max_attempts: Option<i64>,
+    /// Ours: the manager-side pull before create, as `daemon.docker.pull_policy`.
+    pub pull_policy: Option<String>,
+}
+
+/// `{p}.daemon.swarm.resources.*`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(default)]
+pub struct SwarmResources {
+    pub cpu_limit: Option<i64>,
+    pub memory_limit: Option<i64>,
+    pub cpu_reservation: Option<i64>,
+    pub memory_reservation: Option<i64>,
+}
+
+impl SwarmOptions {
+    /// The typed options of a `swarm` section; an absent section is all defaults (§6.4).
+    ///
+    /// # Errors
+    /// A value of the wrong type (only possible for settings not built by the loader).
+    pub fn from_section(section: Option<&serde_json::Value>) -> Result<SwarmOptions, String> {
+        match section {
+            None | Some(serde_json::Value::Null) => Ok(SwarmOptions::default()),
+            Some(v) => SwarmOptions::deserialize(v).map_err(|e| e.to_string()),
+        }
+    }
 }

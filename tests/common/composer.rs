@@ -71,21 +71,6 @@ pub fn existing_name(connector_name: &str) -> String {
         .to_lowercase()
 }
 
-/// Polls `check` every 200 ms until it gives a value; panics with `what` after `limit`.
-pub fn wait_until<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Seconds since the epoch, as the engine's `since`/`until` take them.
 pub fn epoch_secs() -> f64 {
     SystemTime::now()
@@ -97,17 +82,6 @@ pub fn epoch_secs() -> f64 {
 /// The shared crypto test vectors (CONTRACT §4.8).
 pub fn vectors() -> Value {
     serde_json::from_str(include_str!("../fixtures/crypto-vectors.json")).unwrap()
-}
-
-/// A line the ticker image writes (`tick N out|err`), shipped as a plain line:
-/// demultiplexed, no frame header, no trailing newline, no control byte.
-pub fn is_plain_tick(line: &str) -> bool {
-    let w: Vec<&str> = line.split(' ').collect();
-    !line.chars().any(char::is_control)
-        && w.len() == 3
-        && w[0] == "tick"
-        && w[1].parse::<u32>().is_ok()
-        && (w[2] == "out" || w[2] == "err")
 }
 
 /// A config folder and the variables of one composer run.

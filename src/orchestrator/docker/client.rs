@@ -109,6 +109,8 @@ pub struct Client {
     /// Sent on every request (e.g. `X-API-KEY`).
     headers: Vec<(String, Secret)>,
     version: OnceLock<ApiVersion>,
+    /// The highest version negotiation may pick (ours, or Portainer's `api_version`).
+    cap: ApiVersion,
     /// Requests sent, for the calls-per-cycle figure.
     requests: AtomicU64,
 }
@@ -133,6 +135,7 @@ impl Client {
             base: base.into().trim_end_matches('/').to_string(),
             headers,
             version: OnceLock::new(),
+            cap: MAX_API_VERSION,
             requests: AtomicU64::new(0),
         }
     }
@@ -181,6 +184,13 @@ impl Client {
         self
     }
 
+    /// Negotiates no higher than `cap` (Portainer's configured `api_version`):
+    /// the engine behind the proxy may be older than the configured version.
+    pub fn with_max_api_version(mut self, cap: ApiVersion) -> Client {
+        self.cap = cap.min(MAX_API_VERSION);
+        self
+    }
+
     /// The version in use: negotiated on first use with `GET /version`, then kept.
     ///
     /// # Errors
@@ -200,7 +210,7 @@ impl Client {
             op: OP,
             detail: format!("ApiVersion {:?}", answer.api_version),
         })?;
-        let version = ApiVersion::negotiate(server);
+        let version = ApiVersion::negotiate(server).min(self.cap);
         Ok(*self.version.get_or_init(|| version))
     }
 
@@ -220,6 +230,57 @@ impl Client {
     ) -> Result<Response<Body>, Error> {
         let url = format!("{}/v{}{path}", self.base, self.api_version()?);
         self.send(op, method, url, payload, registry_auth, timeout)
+    }
+
+    /// `GET path`, answered with JSON (`target` names the object in errors).
+    ///
+    /// # Errors
+    /// As `call`, then `expect_success` and `read_json`.
+    pub(crate) fn get_json<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        path: &str,
+        target: &str,
+    ) -> Result<T, Error> {
+        let resp = self.call(op, Method::GET, path, Payload::Empty, None, None)?;
+        expect_success(op, target, resp).and_then(|r| read_json(op, r))
+    }
+
+    /// `GET path` of a log endpoint (containers, Swarm services): the last
+    /// `tail` lines, split from the raw stream when `tty`, else demultiplexed.
+    ///
+    /// # Errors
+    /// As `call`, then `expect_success`; `Error::Decode` for a broken stream.
+    pub(crate) fn get_logs(
+        &self,
+        op: &'static str,
+        path: &str,
+        target: &str,
+        tail: u32,
+        tty: bool,
+    ) -> Result<Vec<String>, Error> {
+        let resp = self.call(op, Method::GET, path, Payload::Empty, None, None)?;
+        let body = expect_success(op, target, resp)?.into_body();
+        let keep = usize::try_from(tail).unwrap_or(usize::MAX);
+        stream::read_log_lines(body.into_reader(), tty, keep).map_err(|e| Error::Decode {
+            op,
+            detail: e.to_string(),
+        })
+    }
+
+    /// A request without body whose answer only has to be a success.
+    ///
+    /// # Errors
+    /// As `call`, then `expect_success`.
+    pub(crate) fn act(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        target: &str,
+    ) -> Result<(), Error> {
+        let resp = self.call(op, method, path, Payload::Empty, None, None)?;
+        expect_success(op, target, resp).map(drop)
     }
 
     fn send(
@@ -276,16 +337,14 @@ impl Client {
             "/containers/json?all=true&size=false&filters={}",
             label_filter(label)
         );
-        let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
-        expect_success(OP, label, resp).and_then(|r| read_json(OP, r))
+        self.get_json(OP, &path, label)
     }
 
     /// `GET /containers/{id}/json`.
     pub(crate) fn inspect_container(&self, id: &str) -> Result<wire::ContainerInspect, Error> {
         const OP: &str = "inspect container";
         let path = format!("/containers/{}/json?size=false", encode(id));
-        let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
-        expect_success(OP, id, resp).and_then(|r| read_json(OP, r))
+        self.get_json(OP, &path, id)
     }
 
     /// `GET /images/{name}/json`; `None` when the image is not present.
@@ -368,24 +427,21 @@ impl Client {
     pub(crate) fn start_container(&self, id: &str) -> Result<(), Error> {
         const OP: &str = "start container";
         let path = format!("/containers/{}/start", encode(id));
-        let resp = self.call(OP, Method::POST, &path, Payload::Empty, None, None)?;
-        expect_success(OP, id, resp).map(drop)
+        self.act(OP, Method::POST, &path, id)
     }
 
     /// `POST /containers/{id}/stop` with the daemon's default timeout; 304 is success.
     pub(crate) fn stop_container(&self, id: &str) -> Result<(), Error> {
         const OP: &str = "stop container";
         let path = format!("/containers/{}/stop", encode(id));
-        let resp = self.call(OP, Method::POST, &path, Payload::Empty, None, None)?;
-        expect_success(OP, id, resp).map(drop)
+        self.act(OP, Method::POST, &path, id)
     }
 
     /// `DELETE /containers/{id}?force=true&v=true`: also kills it and drops its anonymous volumes.
     pub(crate) fn remove_container(&self, id: &str) -> Result<(), Error> {
         const OP: &str = "remove container";
         let path = format!("/containers/{}?v=true&force=true&link=false", encode(id));
-        let resp = self.call(OP, Method::DELETE, &path, Payload::Empty, None, None)?;
-        expect_success(OP, id, resp).map(drop)
+        self.act(OP, Method::DELETE, &path, id)
     }
 
     /// `GET /containers/{id}/logs`: the last `tail` lines of stdout and stderr;
@@ -402,15 +458,7 @@ impl Client {
             "/containers/{}/logs?follow=false&stdout=true&stderr=true&since=0&until=0&timestamps=false&tail={tail}",
             encode(id)
         );
-        let resp = self.call(OP, Method::GET, &path, Payload::Empty, None, None)?;
-        let resp = expect_success(OP, id, resp)?;
-        let keep = usize::try_from(tail).unwrap_or(usize::MAX);
-        stream::read_log_lines(resp.into_body().into_reader(), tty, keep).map_err(|e| {
-            Error::Decode {
-                op: OP,
-                detail: e.to_string(),
-            }
-        })
+        self.get_logs(OP, &path, id, tail, tty)
     }
 
     /// `PUT /containers/{id}/archive?path=`: extracts `tar` under `path`.

@@ -87,12 +87,7 @@ impl Docker {
     /// `Error::Config` for an unsupported engine address, an unknown pull or
     /// restart policy, or an unreadable `https_proxy_ca` file.
     pub fn new(settings: &Settings, platform: PlatformKind) -> Result<Docker, Error> {
-        let configured = settings
-            .docker_options(platform)
-            .and_then(|o| o.host.as_deref());
-        let env_host = std::env::var("DOCKER_HOST").ok();
-        let host = client::resolve_host(configured, env_host.as_deref());
-        Docker::with_client(Client::from_host(&host)?, settings, platform)
+        Docker::with_client(engine_client(settings, platform)?, settings, platform)
     }
 
     /// As `new`, over an already built client (Portainer's HTTPS base and API key).
@@ -109,14 +104,9 @@ impl Docker {
             .cloned()
             .unwrap_or_default();
         let (pull_policy, restart_policy) = policies(&options, platform)?;
-        let p = settings.platform(platform);
-        let ca_archive = if p.with_proxy {
-            proxy_ca_bundle(&p.https_proxy_ca, Path::new(SYSTEM_ROOTS))?.and_then(|bundle| {
-                stream::tar_one_file(PROXY_CA_PATH.trim_start_matches('/'), 0o444, &bundle)
-            })
-        } else {
-            None
-        };
+        let ca_archive = proxy_ca(settings, platform)?.and_then(|bundle| {
+            stream::tar_one_file(PROXY_CA_PATH.trim_start_matches('/'), 0o444, &bundle)
+        });
         Ok(Docker {
             client,
             manager_id: settings.manager.id.clone(),
@@ -136,42 +126,15 @@ impl Docker {
         self
     }
 
+    /// Sets `HostConfig.NetworkMode` (Portainer's `network_mode`), over `{p}.daemon.docker`'s.
+    pub fn with_network_mode(mut self, mode: impl Into<String>) -> Docker {
+        self.options.network_mode = Some(mode.into());
+        self
+    }
+
     /// The engine client (request count, API version).
     pub fn client(&self) -> &Client {
         &self.client
-    }
-
-    /// The image as the engine will run it, after pulling per policy.
-    ///
-    /// # Errors
-    /// `Error::Image` when no usable image results; engine errors as they come.
-    fn ensure_image(&self, requested: &str) -> Result<String, Error> {
-        let image = self.registry.qualify(requested);
-        let present = || self.client.inspect_image(&image).map(|i| i.is_some());
-        let auth = self.registry.auth_header();
-        match self.pull_policy {
-            PullPolicy::Never if present()? => Ok(image),
-            PullPolicy::Never => Err(Error::Image {
-                op: "deploy",
-                image,
-                detail: "not present locally and pull policy is never".into(),
-            }),
-            PullPolicy::IfNotPresent if present()? => Ok(image),
-            PullPolicy::IfNotPresent => self
-                .client
-                .pull_image(&image, auth.as_ref())
-                .map(|()| image),
-            PullPolicy::Always => match self.client.pull_image(&image, auth.as_ref()) {
-                Ok(()) => Ok(image),
-                Err(pull_error) => match present() {
-                    Ok(true) => {
-                        log::warn!("{pull_error}; deploying the local image instead");
-                        Ok(image)
-                    }
-                    _ => Err(pull_error),
-                },
-            },
-        }
     }
 
     /// Create, upload the proxy CA, start when asked.
@@ -302,14 +265,14 @@ impl Orchestrator for Docker {
     }
 
     fn deploy(&self, spec: &Spec) -> Result<(), Error> {
-        let image = self.ensure_image(&spec.image)?;
+        let image = ensure_image(&self.client, &self.registry, self.pull_policy, &spec.image)?;
         self.create_and_start(spec, &image)
     }
 
     /// Remove and create again. The image is obtained first, so a failed pull
     /// leaves the old container running.
     fn refresh(&self, spec: &Spec) -> Result<(), Error> {
-        let image = self.ensure_image(&spec.image)?;
+        let image = ensure_image(&self.client, &self.registry, self.pull_policy, &spec.image)?;
         match self.client.remove_container(&spec.name) {
             Ok(()) | Err(Error::NotFound { .. }) => {}
             Err(e) => return Err(e),
@@ -359,6 +322,42 @@ impl Orchestrator for Docker {
     }
 }
 
+/// The image as the engine will run it (registry prefix applied), after
+/// pulling per `policy`; Swarm's manager-side pull uses it too.
+///
+/// # Errors
+/// `Error::Image` when no usable image results; engine errors as they come.
+pub(crate) fn ensure_image(
+    client: &Client,
+    registry: &RegistryAccess,
+    policy: PullPolicy,
+    requested: &str,
+) -> Result<String, Error> {
+    let image = registry.qualify(requested);
+    let present = || client.inspect_image(&image).map(|i| i.is_some());
+    let auth = registry.auth_header();
+    match policy {
+        PullPolicy::Never if present()? => Ok(image),
+        PullPolicy::Never => Err(Error::Image {
+            op: "deploy",
+            image,
+            detail: "not present locally and pull policy is never".into(),
+        }),
+        PullPolicy::IfNotPresent if present()? => Ok(image),
+        PullPolicy::IfNotPresent => client.pull_image(&image, auth.as_ref()).map(|()| image),
+        PullPolicy::Always => match client.pull_image(&image, auth.as_ref()) {
+            Ok(()) => Ok(image),
+            Err(pull_error) => match present() {
+                Ok(true) => {
+                    log::warn!("{pull_error}; deploying the local image instead");
+                    Ok(image)
+                }
+                _ => Err(pull_error),
+            },
+        },
+    }
+}
+
 fn state_of(state: &str) -> WorkloadState {
     match state {
         "running" => WorkloadState::Running,
@@ -380,7 +379,7 @@ fn details_of(inspect: ContainerInspect) -> Details {
 }
 
 /// The value of `key` in `KEY=value` entries, split at the first `=` (D20).
-fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+pub(crate) fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
     env.iter()
         .filter_map(|e| e.split_once('='))
         .find(|(k, _)| *k == key)
@@ -442,6 +441,34 @@ fn parse_restart_policy(value: Option<&str>) -> Option<RestartPolicy> {
     }
 }
 
+/// The client of `platform`'s engine: `{p}.daemon.docker.host`, else
+/// `DOCKER_HOST`, else the default socket (Swarm's manager too).
+///
+/// # Errors
+/// `Error::Config` for an unsupported engine address.
+pub(crate) fn engine_client(settings: &Settings, platform: PlatformKind) -> Result<Client, Error> {
+    let configured = settings
+        .docker_options(platform)
+        .and_then(|o| o.host.as_deref());
+    let env_host = std::env::var("DOCKER_HOST").ok();
+    Client::from_host(&client::resolve_host(configured, env_host.as_deref()))
+}
+
+/// The platform's proxy CA bundle for connectors, when it uses a proxy with a CA (§5.5.2).
+///
+/// # Errors
+/// `Error::Config` naming an entry file that cannot be read.
+pub(crate) fn proxy_ca(
+    settings: &Settings,
+    platform: PlatformKind,
+) -> Result<Option<Vec<u8>>, Error> {
+    let p = settings.platform(platform);
+    if !p.with_proxy {
+        return Ok(None);
+    }
+    proxy_ca_bundle(&p.https_proxy_ca, Path::new(SYSTEM_ROOTS))
+}
+
 /// The proxy CA entries (inline PEM, else file paths), each ending with a
 /// newline, followed by the system roots when `roots` exists. `None` without entries.
 ///
@@ -473,8 +500,9 @@ fn proxy_ca_bundle(entries: &[String], roots: &Path) -> Result<Option<Vec<u8>>, 
     Ok(Some(bundle))
 }
 
-/// Removes sensitive env values from an engine message about this spec.
-fn redact(error: Error, spec: &Spec) -> Error {
+/// Removes sensitive env values from an engine message about this spec
+/// (Swarm's service create and update use it too).
+pub(crate) fn redact(error: Error, spec: &Spec) -> Error {
     match error {
         Error::Api {
             op,

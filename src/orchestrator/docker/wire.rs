@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::config::DockerOptions;
 
 /// Reads `null` as the type's default (the engine sends `"Labels": null`).
-fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,
@@ -174,6 +174,22 @@ pub(crate) struct Ulimit<'a> {
     pub hard: i64,
 }
 
+/// The configured ulimits as the engine takes them (`HostConfig.Ulimits`,
+/// Swarm's `ContainerSpec.Ulimits`): entries missing one of name, soft, hard
+/// are dropped (§6.1).
+pub(crate) fn ulimits(configured: &[crate::config::Ulimit]) -> Vec<Ulimit<'_>> {
+    configured
+        .iter()
+        .filter_map(|u| {
+            Some(Ulimit {
+                name: u.name.as_deref()?,
+                soft: u.soft?,
+                hard: u.hard?,
+            })
+        })
+        .collect()
+}
+
 /// `HostConfig.RestartPolicy`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
@@ -202,18 +218,7 @@ impl<'a> HostConfig<'a> {
             runtime: opts.runtime.as_deref(),
             shm_size: opts.shm_size,
             sysctls: Some(&opts.sysctls).filter(|m| !m.is_empty()),
-            // §6.1: entries missing one of name, soft, hard are dropped.
-            ulimits: opts
-                .ulimits
-                .iter()
-                .filter_map(|u| {
-                    Some(Ulimit {
-                        name: u.name.as_deref()?,
-                        soft: u.soft?,
-                        hard: u.hard?,
-                    })
-                })
-                .collect(),
+            ulimits: ulimits(&opts.ulimits),
             memory: opts.memory,
             nano_cpus: opts.nano_cpus,
             restart_policy: Some(restart),
