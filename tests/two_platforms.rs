@@ -558,7 +558,7 @@ fn more_listings(
 /// would need at least this long per call.
 const HUNG_TIMEOUT_SECS: u64 = 20;
 
-/// OpenAEV stopped (its fake closes its port), then OpenCTI hung (connections
+/// OpenAEV stopped (its fake closes its port, kept-alive connections cut), then OpenCTI hung (connections
 /// accepted, never answered): the other platform's loop keeps listing every
 /// `execute_schedule` and its connectors follow a change, and nothing of the
 /// platform that is away is removed.
@@ -575,6 +575,7 @@ fn one_platform_down_does_not_hold_up_the_other() {
     let fake_cti = FakeOpenCti::start(&cti_token);
     let fake_aev = FakeOpenAev::start(&aev_token);
     let relay = Relay::start(&fake_cti.url());
+    let aev_relay = Relay::start(&fake_aev.url());
     fake_cti.set_connectors((0..2).map(|i| cti(&m, keys, i, "h1", "x")).collect());
     fake_aev.set_instances((0..2).map(|i| aev(&m, keys, i, "h1", "x")).collect());
     let dir = scratch("down");
@@ -583,7 +584,7 @@ fn one_platform_down_does_not_hold_up_the_other() {
         .key(keys["private_key_pkcs8_pem"].as_str().unwrap())
         .var("OPENCTI__DAEMON__DOCKER__PULL_POLICY", "never")
         .var("OPENCTI__REQUEST_TIMEOUT", &timeout)
-        .openaev(&fake_aev.url(), &aev_token, DEFAULT_SOCKET)
+        .openaev(&aev_relay.url(), &aev_token, DEFAULT_SOCKET)
         .var("OPENAEV__DAEMON__DOCKER__PULL_POLICY", "never")
         .var("OPENAEV__REQUEST_TIMEOUT", &timeout)
         // The composer reaches OpenCTI through the relay; connectors get the
@@ -613,6 +614,7 @@ fn one_platform_down_does_not_hold_up_the_other() {
 
     // OpenAEV stopped: OpenCTI's loop keeps its pace and follows a change.
     fake_aev.stop();
+    aev_relay.set(Mode::Refuse);
     let down = more_listings(
         &mut composer,
         "3 OpenCTI listings (OpenAEV stopped)",
@@ -637,6 +639,7 @@ fn one_platform_down_does_not_hold_up_the_other() {
         "the OpenAEV outage is logged"
     );
     fake_aev.restart();
+    aev_relay.set(Mode::Up);
 
     // OpenCTI hung: every call to it waits HUNG_TIMEOUT_SECS; OpenAEV's loop does not.
     let last_tick = || {
