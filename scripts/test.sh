@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine, as root:
-#   installs what the tests need (Debian's docker.io, docker-registry, busybox-static),
+#   installs what the tests need (Debian's docker.io, docker-registry, busybox-static;
+#   PyPI's kubernetes-validate),
 #   starts a real dockerd (no bridge, no iptables) and an authenticated local registry
 #   on 127.0.0.1:5000, builds the test images locally, then runs every test.
 # Stops dockerd and the registry on exit. Nothing is pulled from the internet.
@@ -24,6 +25,11 @@ if ! command -v cc >/dev/null || ! command -v curl >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc curl >/dev/null
 fi
 
+# The official Kubernetes schemas, as a validator (tests/kubernetes.rs); pinned,
+# since tests/fixtures/k8s-schemas/ are checked to be its exact copies.
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+  kubernetes-validate==1.37.0
+
 # Stop on exit only what this run started (a developer's running engine stays up).
 sock=/var/run/docker.sock
 if ! curl -fsS --max-time 2 --unix-socket "$sock" http://localhost/_ping >/dev/null 2>&1; then
@@ -40,5 +46,6 @@ bash scripts/swarm.sh init
 echo "engines ready after $(( $(date +%s) - t0 )) s"
 
 cargo build --all-targets --locked
+bash scripts/package.sh   # artefacts for tests/packaging.rs; needs dockerd, so it runs here
 cargo test --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 echo "scripts/test.sh: all tests ran in $(( $(date +%s) - t0 )) s"

@@ -14,8 +14,10 @@ use crate::crypto::{Decryptor, Key};
 use crate::engine::{Decrypt, Engine, Options};
 use crate::env;
 use crate::logs::{self, LogJob};
+use crate::notify::{self, Notifier};
 use crate::orchestrator::Orchestrator;
 use crate::orchestrator::docker::Docker;
+use crate::orchestrator::kubernetes::Kubernetes;
 use crate::orchestrator::portainer::Portainer;
 use crate::orchestrator::swarm::Swarm;
 use crate::platform::{Platform, PlatformKind, openaev, opencti};
@@ -55,13 +57,7 @@ fn orchestrator_for(
         Selector::Docker => Docker::new(settings, kind).map(|d| Arc::new(d) as _),
         Selector::Portainer => Portainer::new(settings, kind).map(|p| Arc::new(p) as _),
         Selector::Swarm => Swarm::new(settings, kind).map(|s| Arc::new(s) as _),
-        other => {
-            return Err(format!(
-                "{kind}.daemon.selector = {other:?}: this build supports docker, portainer and \
-                 swarm so far; set {}__DAEMON__SELECTOR=docker",
-                kind.as_str().to_uppercase()
-            ));
-        }
+        Selector::Kubernetes => Kubernetes::new(settings, kind).map(|k| Arc::new(k) as _),
     };
     built.map_err(|e| e.to_string())
 }
@@ -175,6 +171,8 @@ pub fn run(
         Ok(s) => s,
         Err(code) => return code,
     };
+    let notifier = Arc::new(Notifier::from_env(env));
+    let beat = with_watchdog(beat, &notifier);
     let (stop_tx, stop_rx) = bounded::<()>(0);
     let (log_tx, log_rx) = bounded::<LogJob>(LOG_QUEUE);
     let engines = match engines(&settings, &decryptor, env, Some(log_tx)) {
@@ -186,6 +184,7 @@ pub fn run(
         }
     };
     let mut threads = Vec::new();
+    let mut loops = 0;
     let started = crate::signals::spawn(stop_tx).and_then(|_| {
         let (jobs, stop) = (log_rx, stop_rx.clone());
         threads.push(
@@ -194,6 +193,7 @@ pub fn run(
                 .spawn(move || logs::run(&jobs, &stop))?,
         );
         for e in engines {
+            loops += 1;
             threads.push(spawn_engine(e, stop_rx.clone(), Arc::clone(&beat))?);
         }
         Ok(())
@@ -207,9 +207,34 @@ pub fn run(
         env!("CARGO_PKG_VERSION"),
         settings.manager.id
     );
+    warn_on(notifier.ready(&format!("{loops} platform loop(s) running")));
     // Every loop ends on its own; main only waits for the broadcast.
     let _ = stop_rx.recv();
+    warn_on(notifier.stopping());
     wait_for(threads, SHUTDOWN_GRACE)
+}
+
+/// `beat`, then `WATCHDOG=1` when systemd set `WatchdogSec=` (rate-limited in `notify`).
+fn with_watchdog(
+    beat: Arc<dyn Fn() + Send + Sync>,
+    notifier: &Arc<Notifier>,
+) -> Arc<dyn Fn() + Send + Sync> {
+    let Some(interval) = notifier.watchdog_interval() else {
+        return beat;
+    };
+    log::info!("systemd watchdog: {} s", interval.as_secs());
+    let notifier = Arc::clone(notifier);
+    Arc::new(move || {
+        beat();
+        warn_on(notifier.watchdog());
+    })
+}
+
+/// A lost notify datagram is worth a warning, never an exit: systemd acts on it itself.
+fn warn_on(sent: Result<bool, notify::Error>) {
+    if let Err(e) = sent {
+        log::warn!("{e}");
+    }
 }
 
 /// How long loops get to finish the call in flight after SIGTERM. A call still
@@ -389,12 +414,30 @@ fn check_platform(c: &mut Checks, s: &Settings, kind: PlatformKind, key: Option<
         None => c.line(false, &format!("{kind} platform"), "not tried (no key)", ""),
     }
     match orchestrator_for(s, kind).and_then(|o| o.list().map_err(|e| e.to_string())) {
-        Ok(ws) => c.line(true, &format!("{kind} orchestrator"), &format!("reachable, {} workload(s) of this manager", ws.len()), ""),
+        Ok(ws) => c.line(
+            true,
+            &format!("{kind} orchestrator"),
+            &format!("reachable, {} workload(s) of this manager", ws.len()),
+            "",
+        ),
         Err(e) => c.line(
             false,
             &format!("{kind} orchestrator"),
             &e,
-            &format!("check {kind}.daemon.selector and that the engine socket is reachable by this user ({up}__DAEMON__DOCKER__HOST)"),
+            &orchestrator_hint(p.daemon.selector, kind, &up),
+        ),
+    }
+}
+
+fn orchestrator_hint(selector: Selector, kind: PlatformKind, up: &str) -> String {
+    match selector {
+        Selector::Kubernetes => format!(
+            "check KUBECONFIG (else ~/.kube/config, else the in-cluster service account), \
+             {kind}.daemon.kubernetes.namespace ({up}__DAEMON__KUBERNETES__NAMESPACE) and that \
+             the Role of packaging/kubernetes/ is bound there"
+        ),
+        _ => format!(
+            "check {kind}.daemon.selector and that the engine socket is reachable by this user ({up}__DAEMON__DOCKER__HOST)"
         ),
     }
 }

@@ -261,7 +261,8 @@ fn permission_warning(path: &str) -> Option<String> {
     (mode & 0o077 != 0).then(|| {
         format!(
             "key file {path} is accessible by group or others (mode {mode:04o}); restrict it \
-             with `chmod 600 {path}`"
+             with `chmod 600 {path}`, owned by the user the composer runs as (`chown \
+             xtm-composer: {path}` for the packaged service)"
         )
     })
 }
@@ -788,7 +789,8 @@ mod tests {
             warnings,
             [format!(
                 "key file {path} is accessible by group or others (mode 0644); restrict it with \
-             `chmod 600 {path}`"
+             `chmod 600 {path}`, owned by the user the composer runs as (`chown xtm-composer: \
+             {path}` for the packaged service)"
             )]
         );
     }

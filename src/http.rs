@@ -1,6 +1,7 @@
 //! Builds the ureq agents that reach the platforms (OpenCTI, OpenAEV): TLS roots
-//! and insecure mode, proxy choice with `no_proxy`, timeouts (CONTRACT §2.1, §5.5.1, D18).
-//! Not here: the Docker unix socket, Portainer and Kubernetes clients, which never use a proxy.
+//! and insecure mode, proxy choice with `no_proxy`, timeouts (CONTRACT §2.1, §5.5.1, D18);
+//! and the Kubernetes API server agent (its own CA, client certificate, kubeconfig proxy).
+//! Not here: the Docker unix socket and Portainer, which never use a proxy.
 //! Invariant: an agent reads proxy env vars only under `ProxyChoice::FromEnv` (ureq's default
 //! config reads them always), and no proxy URL or token reaches a log line or an error.
 
@@ -207,15 +208,70 @@ fn certificates(origin: &str, pem: &[u8]) -> Result<Vec<Certificate<'static>>, E
 /// An unparsable target URL, CA entry or proxy URL.
 pub fn agent(opts: &ClientOptions, target_url: &str) -> Result<ureq::Agent, Error> {
     let target = Target::parse(target_url)?;
-    let config = ureq::Agent::config_builder()
-        .proxy(proxy(&opts.proxy, &target)?)
-        .tls_config(tls(opts, &target)?)
+    Ok(build(
+        proxy(&opts.proxy, &target)?,
+        tls(opts, &target)?,
+        opts.connect_timeout,
+        opts.request_timeout,
+    ))
+}
+
+/// The settings every agent shares: status codes are answers, not errors; both
+/// timeouts; our user agent.
+fn build(
+    proxy: Option<ureq::Proxy>,
+    tls: TlsConfig,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .proxy(proxy)
+        .tls_config(tls)
         .http_status_as_error(false)
-        .timeout_connect(Some(opts.connect_timeout))
-        .timeout_global(Some(opts.request_timeout))
+        .timeout_connect(Some(connect_timeout))
+        .timeout_global(Some(request_timeout))
         .user_agent(concat!("xtm-composer/", env!("CARGO_PKG_VERSION")))
-        .build();
-    Ok(config.new_agent())
+        .build()
+        .new_agent()
+}
+
+/// How a Kubernetes API server is reached (from a kubeconfig or the service account).
+pub struct ApiServerTls<'a> {
+    /// PEM CA(s) to trust instead of the compiled-in roots, as kubectl does.
+    pub ca_pem: Option<&'a [u8]>,
+    /// PEM client certificate chain and its parsed key.
+    pub client_cert: Option<(&'a [u8], ureq::tls::PrivateKey<'static>)>,
+    /// `insecure-skip-tls-verify`.
+    pub insecure: bool,
+    /// Kubeconfig `proxy-url`; none otherwise (§5.5.1 proxies are for platform clients).
+    pub proxy_url: Option<&'a str>,
+}
+
+/// The agent for a Kubernetes API server (`orchestrator::kubernetes`).
+///
+/// # Errors
+/// A CA or client certificate PEM without a certificate; an invalid proxy URL.
+pub fn kubernetes_agent(
+    a: ApiServerTls<'_>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<ureq::Agent, Error> {
+    let mut tls = TlsConfig::builder().disable_verification(a.insecure);
+    if let Some(pem) = a.ca_pem {
+        let roots = certificates("kubernetes certificate-authority", pem)?;
+        tls = tls.root_certs(RootCerts::new_with_certs(&roots));
+    }
+    if let Some((chain, key)) = a.client_cert {
+        let chain = certificates("kubernetes client-certificate", chain)?;
+        tls = tls.client_cert(Some(ureq::tls::ClientCert::new_with_certs(&chain, key)));
+    }
+    let proxy = match a.proxy_url {
+        Some(url) => Some(ureq::Proxy::new(url).map_err(|_| Error::BadProxy {
+            setting: "kubeconfig proxy-url",
+        })?),
+        None => None,
+    };
+    Ok(build(proxy, tls.build(), connect_timeout, request_timeout))
 }
 
 /// Scheme, host and port of the one URL an agent talks to.
@@ -408,6 +464,20 @@ fn warn_insecure(host: &str) {
             "TLS certificate verification is disabled for {host} (unsecured_certificate: true)"
         );
     }
+}
+
+/// Percent-encodes a path segment or query value: everything but RFC 3986
+/// unreserved characters.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Reads a response body as text, at most `BODY_LIMIT` bytes.

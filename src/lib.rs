@@ -16,6 +16,7 @@ pub mod http;
 pub mod logging;
 pub mod logs;
 pub mod names;
+pub mod notify;
 pub mod orchestrator;
 pub mod platform;
 pub mod reconcile;

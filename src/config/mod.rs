@@ -245,6 +245,13 @@ pub struct KubernetesSettings {
     pub image_resources: Option<serde_json::Value>,
     /// Ours: overrides the kubeconfig / in-cluster namespace.
     pub namespace: Option<String>,
+    /// Ours (D23): `true` puts decrypted values in the Deployment env as the
+    /// existing composer does, instead of a per-connector Secret. Default false.
+    pub plain_env: bool,
+    /// Ours: API server call timeout, seconds (default 30).
+    pub request_timeout: Option<u64>,
+    /// Ours: API server connect timeout, seconds (default 10).
+    pub connect_timeout: Option<u64>,
 }
 
 /// `{p}.daemon.portainer.*`

@@ -4,6 +4,7 @@
 //! every workload of this manager (CONTRACT §5, §6; DESIGN principle 2).
 
 pub mod docker;
+pub mod kubernetes;
 pub mod portainer;
 pub mod swarm;
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::openaev_wire as wire;
 use super::{Error, Health, Listing, Platform, PlatformKind, Status};
 use crate::config::PlatformSettings;
-use crate::http::{self, ClientOptions};
+use crate::http::{self, ClientOptions, percent_encode as segment};
 use crate::secret::Secret;
 
 /// Operation names, as errors and logs show them.
@@ -218,19 +218,6 @@ impl Client {
         };
         Error::Status { op, code, body }
     }
-}
-
-/// Percent-encodes one path segment: everything but RFC 3986 unreserved characters.
-fn segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn transport(op: &'static str, e: ureq::Error) -> Error {

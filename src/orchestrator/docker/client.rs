@@ -76,17 +76,7 @@ pub fn resolve_host(configured: Option<&str>, docker_host_env: Option<&str>) -> 
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-pub(crate) fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub(crate) use crate::http::percent_encode as encode;
 
 /// The `filters` query value selecting one label (`key=value`).
 pub(crate) fn label_filter(label: &str) -> String {

@@ -1,0 +1,344 @@
+//! `Client`: the Kubernetes REST calls the composer makes, one function per
+//! endpoint (paths and percent-encoded label selectors built here), over one ureq
+//! agent with the connection's TLS material and bearer token (CONTRACT §6.3).
+//! Out of scope: what to send (`manifest.rs`) and when (`mod.rs`). Invariant: one
+//! attempt per call; every body read is bounded; API errors keep reason and code.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use ureq::http::Response;
+use ureq::tls::PrivateKey;
+use ureq::{Agent, Body};
+
+use super::connect::{Auth, Connection};
+use super::wire;
+use crate::http::percent_encode;
+use crate::orchestrator::Error;
+
+/// Bound on a listing or object answer.
+const LIST_LIMIT: u64 = 32 * 1024 * 1024;
+/// Bound on a log answer; `tailLines` keeps real answers far below it.
+const LOG_LIMIT: u64 = 4 * 1024 * 1024;
+/// Bound on an error answer.
+const ERROR_LIMIT: u64 = 64 * 1024;
+
+/// Timeouts of API server calls.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub connect: Duration,
+    pub request: Duration,
+}
+
+/// A namespaced API server client.
+pub(crate) struct Client {
+    agent: Agent,
+    server: String,
+    namespace: String,
+    auth: Auth,
+}
+
+/// The agent for an API server (built by `http::kubernetes_agent`): the
+/// connection's CA, client certificate, `insecure-skip-tls-verify`, `proxy-url`.
+///
+/// # Errors
+/// A CA, certificate or key that is not usable PEM; an invalid `proxy-url`.
+pub(crate) fn agent(conn: &Connection, t: Timeouts) -> Result<Agent, Error> {
+    let bad = |detail: String| Error::Config {
+        op: "connect to kubernetes",
+        detail: format!("{}: {detail}", conn.origin),
+    };
+    let client_cert = match &conn.client_cert {
+        Some((chain, key)) => {
+            // ureq's message names the PEM problem, never the key text.
+            let key = PrivateKey::from_pem(key.expose().as_bytes())
+                .map_err(|e| bad(format!("client key: {e}")))?;
+            Some((chain.as_slice(), key))
+        }
+        None => None,
+    };
+    if conn.insecure {
+        log::warn!(
+            "TLS certificate verification is disabled for the Kubernetes API ({})",
+            conn.origin
+        );
+    }
+    let tls = crate::http::ApiServerTls {
+        ca_pem: conn.ca_pem.as_deref(),
+        client_cert,
+        insecure: conn.insecure,
+        proxy_url: conn.proxy_url.as_deref(),
+    };
+    crate::http::kubernetes_agent(tls, t.connect, t.request).map_err(|e| bad(e.to_string()))
+}
+
+/// A request body: content type and bytes.
+type Payload = (&'static str, Vec<u8>);
+
+impl Client {
+    /// A client for `conn`; no request is made.
+    ///
+    /// # Errors
+    /// See [`agent`].
+    pub(crate) fn new(conn: Connection, t: Timeouts) -> Result<Client, Error> {
+        let agent = agent(&conn, t)?;
+        Ok(Client {
+            agent,
+            server: conn.server,
+            namespace: conn.namespace,
+            auth: conn.auth,
+        })
+    }
+
+    /// The namespace every call works in.
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    fn deployments(&self) -> String {
+        format!(
+            "{}/apis/apps/v1/namespaces/{}/deployments",
+            self.server, self.namespace
+        )
+    }
+
+    fn core(&self, kind: &str) -> String {
+        format!(
+            "{}/api/v1/namespaces/{}/{kind}",
+            self.server, self.namespace
+        )
+    }
+
+    /// One call: bearer token, optional body; 2xx answers are returned, others
+    /// become `Error::Api` / `Error::NotFound` with the Status reason and message.
+    fn send(
+        &self,
+        op: &'static str,
+        method: &str,
+        url: &str,
+        body: Option<Payload>,
+    ) -> Result<Response<Body>, Error> {
+        let token = self.auth.bearer()?;
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Accept", "application/json");
+        if let Some(t) = &token {
+            req = req.header("Authorization", format!("Bearer {}", t.expose()));
+        }
+        let sent = match body {
+            Some((ctype, bytes)) => {
+                let r = req.header("Content-Type", ctype).body(bytes).map_err(|e| {
+                    Error::Transport {
+                        op,
+                        detail: e.to_string(),
+                    }
+                })?;
+                self.agent.run(r)
+            }
+            None => {
+                let r = req.body(()).map_err(|e| Error::Transport {
+                    op,
+                    detail: e.to_string(),
+                })?;
+                self.agent.run(r)
+            }
+        };
+        let mut resp = sent.map_err(|e| Error::Transport {
+            op,
+            detail: e.to_string(),
+        })?;
+        let code = resp.status().as_u16();
+        if (200..300).contains(&code) {
+            return Ok(resp);
+        }
+        if code == 401 {
+            self.auth.invalidate();
+        }
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(ERROR_LIMIT)
+            .lossy_utf8(true)
+            .read_to_string()
+            .unwrap_or_default();
+        let status: wire::Status = serde_json::from_str(&text).unwrap_or_default();
+        let message = match (status.reason.is_empty(), status.message.is_empty()) {
+            (_, true) => text.chars().take(300).collect(),
+            (true, false) => status.message,
+            (false, false) => format!("{}: {}", status.reason, status.message),
+        };
+        Err(Error::Api { op, code, message })
+    }
+
+    fn json<T: DeserializeOwned>(op: &'static str, mut resp: Response<Body>) -> Result<T, Error> {
+        resp.body_mut()
+            .with_config()
+            .limit(LIST_LIMIT)
+            .read_json()
+            .map_err(|e| Error::Decode {
+                op,
+                detail: e.to_string(),
+            })
+    }
+
+    fn body(
+        op: &'static str,
+        value: &impl Serialize,
+        ctype: &'static str,
+    ) -> Result<Payload, Error> {
+        serde_json::to_vec(value)
+            .map(|b| (ctype, b))
+            .map_err(|e| Error::Decode {
+                op,
+                detail: e.to_string(),
+            })
+    }
+
+    /// `GET deployments?labelSelector=…`
+    ///
+    /// # Errors
+    /// Transport, API or decode errors.
+    pub(crate) fn list_deployments(&self, selector: &str) -> Result<wire::DeploymentList, Error> {
+        let url = format!(
+            "{}?labelSelector={}",
+            self.deployments(),
+            percent_encode(selector)
+        );
+        let op = "list deployments";
+        Self::json(op, self.send(op, "GET", &url, None)?)
+    }
+
+    /// `GET pods?labelSelector=…`
+    ///
+    /// # Errors
+    /// Transport, API or decode errors.
+    pub(crate) fn list_pods(&self, selector: &str) -> Result<wire::PodList, Error> {
+        let url = format!(
+            "{}?labelSelector={}",
+            self.core("pods"),
+            percent_encode(selector)
+        );
+        let op = "list pods";
+        Self::json(op, self.send(op, "GET", &url, None)?)
+    }
+
+    /// `POST deployments`
+    ///
+    /// # Errors
+    /// Transport or API errors (409 when it exists).
+    pub(crate) fn create_deployment(&self, body: &serde_json::Value) -> Result<(), Error> {
+        let op = "create deployment";
+        let payload = Self::body(op, body, "application/json")?;
+        self.send(op, "POST", &self.deployments(), Some(payload))
+            .map(drop)
+    }
+
+    /// `PATCH deployments/{name}` with a JSON merge patch.
+    ///
+    /// # Errors
+    /// Transport or API errors; `NotFound` when there is no such Deployment.
+    pub(crate) fn patch_deployment(
+        &self,
+        op: &'static str,
+        name: &str,
+        patch: &impl Serialize,
+    ) -> Result<(), Error> {
+        let payload = Self::body(op, patch, "application/merge-patch+json")?;
+        let url = format!("{}/{name}", self.deployments());
+        self.send(op, "PATCH", &url, Some(payload))
+            .map(drop)
+            .map_err(|e| not_found(e, name))
+    }
+
+    /// `DELETE deployments/{name}`; `Ok(false)` when it was already gone.
+    ///
+    /// # Errors
+    /// Transport or API errors other than 404.
+    pub(crate) fn delete_deployment(&self, name: &str) -> Result<bool, Error> {
+        let url = format!("{}/{name}", self.deployments());
+        gone_is_fine(self.send("delete deployment", "DELETE", &url, None))
+    }
+
+    /// Creates or replaces a Secret: `PUT secrets/{name}`, then `POST secrets` when
+    /// it does not exist yet. `PUT` without a resourceVersion is an unconditional
+    /// update, which the API allows for Secrets.
+    ///
+    /// # Errors
+    /// Transport or API errors.
+    pub(crate) fn upsert_secret(&self, name: &str, body: &wire::Secret<'_>) -> Result<(), Error> {
+        let op = "write secret";
+        let payload = Self::body(op, body, "application/json")?;
+        let url = format!("{}/{name}", self.core("secrets"));
+        match self.send(op, "PUT", &url, Some(payload.clone())) {
+            Err(Error::Api { code: 404, .. }) => self
+                .send(op, "POST", &self.core("secrets"), Some(payload))
+                .map(drop),
+            r => r.map(drop),
+        }
+    }
+
+    /// `DELETE secrets/{name}`; a missing Secret is fine.
+    ///
+    /// # Errors
+    /// Transport or API errors other than 404.
+    pub(crate) fn delete_secret(&self, name: &str) -> Result<(), Error> {
+        let url = format!("{}/{name}", self.core("secrets"));
+        gone_is_fine(self.send("delete secret", "DELETE", &url, None)).map(drop)
+    }
+
+    /// `GET pods/{pod}/log?container=…&tailLines=…`
+    ///
+    /// # Errors
+    /// Transport or API errors (400 while the container waits to start).
+    pub(crate) fn pod_log(&self, pod: &str, container: &str, tail: u32) -> Result<String, Error> {
+        let url = format!(
+            "{}/{pod}/log?container={}&tailLines={tail}",
+            self.core("pods"),
+            percent_encode(container)
+        );
+        let op = "read logs";
+        let mut resp = self.send(op, "GET", &url, None)?;
+        resp.body_mut()
+            .with_config()
+            .limit(LOG_LIMIT)
+            .lossy_utf8(true)
+            .read_to_string()
+            .map_err(|e| Error::Decode {
+                op,
+                detail: e.to_string(),
+            })
+    }
+}
+
+fn not_found(e: Error, name: &str) -> Error {
+    match e {
+        Error::Api { op, code: 404, .. } => Error::NotFound {
+            op,
+            name: name.to_string(),
+        },
+        e => e,
+    }
+}
+
+fn gone_is_fine(r: Result<Response<Body>, Error>) -> Result<bool, Error> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(Error::Api { code: 404, .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_selectors_are_percent_encoded() {
+        assert_eq!(
+            percent_encode("opencti-manager=m 1,a/b"),
+            "opencti-manager%3Dm%201%2Ca%2Fb"
+        );
+    }
+}

@@ -1,0 +1,509 @@
+//! The Kubernetes orchestrator (CONTRACT §6.3, §5, D4, D6, D7, D16, D23): one
+//! Deployment per connector, listed with its pods in two calls per cycle; status
+//! from the connector container of the newest live pod; start/stop by merge patch
+//! of `spec.replicas`; refresh by merge patch without `spec.selector`. Secrets: the
+//! registry pull secret and the proxy CA are written before each deploy/refresh (the
+//! pull secret also before each start); decrypted values live in a per-connector
+//! `{name}-env` Secret (`plain_env` restores plain env). `list()` only reads.
+//! Connecting is lazy: building one never calls the API server.
+//!
+//! `base_deployment` merge rule: see `manifest::merge_into_base` (containers
+//! without an image configure the connector container; with an image they stay
+//! as sidecars; the selector is exactly the three labels, never patched).
+//!
+//! RBAC used, and nothing more (packaging/kubernetes/role.yaml): deployments
+//! `list, create, patch, delete`; pods `list`; pods/log `get`; secrets
+//! `create, update, delete`.
+
+mod client;
+pub mod connect;
+mod manifest;
+mod wire;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+pub use connect::Source;
+
+use client::{Client, Timeouts};
+use connect::Connection;
+use manifest::Shape;
+
+use crate::config::{PlatformSettings, Settings};
+use crate::orchestrator::{
+    Error, HASH_MARKER, LABEL_CONNECTOR, LABEL_MANAGER, LABEL_PLATFORM, Orchestrator, Spec,
+    Workload, WorkloadState,
+};
+use crate::platform::PlatformKind;
+use crate::secret::Secret;
+
+/// Waiting reasons that mean the container cannot run without a change (§8.4):
+/// reported as `waiting_reason`, which flags a reboot loop.
+const STUCK_REASONS: [&str; 8] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "Error",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "InvalidImageName",
+    "RunContainerError",
+];
+
+/// The system bundle appended to the proxy CA, so direct (`NO_PROXY`) TLS still
+/// verifies in the connector (§5.5.2).
+const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Registry credentials, written as a `kubernetes.io/dockerconfigjson` Secret.
+struct PullSecret {
+    name: String,
+    server: String,
+    username: String,
+    password: Secret,
+    email: Option<String>,
+}
+
+/// Where a workload's logs are, as seen by the last `list()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Located {
+    pod: Option<String>,
+    container: String,
+}
+
+/// The Kubernetes orchestrator of one platform.
+pub struct Kubernetes {
+    client: Client,
+    shape: Shape,
+    registry_server: Option<String>,
+    pull: Option<PullSecret>,
+    proxy_ca: Option<String>,
+    located: Mutex<BTreeMap<String, Located>>,
+}
+
+impl Kubernetes {
+    /// The orchestrator for `platform`, connected as `Source::detect` finds
+    /// (kubeconfig, else in-cluster). No API call is made.
+    ///
+    /// # Errors
+    /// No usable connection, or an invalid `daemon.kubernetes` / registry / proxy CA setting.
+    pub fn new(settings: &Settings, platform: PlatformKind) -> Result<Kubernetes, Error> {
+        Kubernetes::with_source(settings, platform, &Source::detect()?)
+    }
+
+    /// The same, with an explicit connection source (tests, tools).
+    ///
+    /// # Errors
+    /// As [`Kubernetes::new`].
+    pub fn with_source(
+        settings: &Settings,
+        platform: PlatformKind,
+        source: &Source,
+    ) -> Result<Kubernetes, Error> {
+        let p = settings.platform(platform);
+        let ks = p.daemon.kubernetes.clone().unwrap_or_default();
+        let mut conn = Connection::open(source)?;
+        if let Some(ns) = ks.namespace.as_deref().filter(|n| !n.is_empty()) {
+            conn.namespace = ns.to_string();
+        }
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(ks.connect_timeout.unwrap_or(10)),
+            request: Duration::from_secs(ks.request_timeout.unwrap_or(30)),
+        };
+        let registry = settings.registry(platform);
+        let registry_server = registry
+            .and_then(|r| r.server.clone())
+            .filter(|s| !s.is_empty());
+        let pull = pull_secret(registry)?;
+        let shape = Shape {
+            manager_id: settings.manager.id.clone(),
+            pull_policy: pull_policy(ks.image_pull_policy.as_deref()),
+            resources: ks.image_resources.clone().filter(|r| !r.is_null()),
+            base: base_deployment(&ks)?,
+            pull_secret: pull.as_ref().map(|s| s.name.clone()),
+            proxy_ca: false,
+            plain_env: ks.plain_env,
+        };
+        let proxy_ca = proxy_ca_bundle(p)?;
+        let client = Client::new(conn, timeouts)?;
+        Ok(Kubernetes {
+            client,
+            shape: Shape {
+                proxy_ca: proxy_ca.is_some(),
+                ..shape
+            },
+            registry_server,
+            pull,
+            proxy_ca,
+            located: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The namespace the workloads live in.
+    pub fn namespace(&self) -> &str {
+        self.client.namespace()
+    }
+
+    fn manager_selector(&self) -> String {
+        format!("{LABEL_MANAGER}={}", self.shape.manager_id)
+    }
+
+    /// The pull secret, the proxy CA Secret and the env Secret of `spec`, written
+    /// before its Deployment so that its pods find them (D7).
+    fn write_secrets(&self, spec: &Spec) -> Result<(), Error> {
+        self.write_pull_secret()?;
+        let labels = || manifest::secret_labels(spec, &self.shape.manager_id);
+        if let Some(bundle) = &self.proxy_ca {
+            let name = manifest::proxy_ca_secret_name(&spec.name);
+            let data = BTreeMap::from([(manifest::PROXY_CA_KEY.to_string(), bundle.as_str())]);
+            let body = manifest::secret_body(&name, "Opaque", labels(), data);
+            self.client.upsert_secret(&name, &body)?;
+        }
+        let values = manifest::env_secret_data(spec, &self.shape);
+        if !values.is_empty() {
+            let name = manifest::env_secret_name(&spec.name);
+            let data = values
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose()))
+                .collect();
+            let body = manifest::secret_body(&name, "Opaque", labels(), data);
+            self.client.upsert_secret(&name, &body)?;
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces the registry pull secret, when credentials are set.
+    /// Written before every call that makes pods (deploy, refresh, start), so a
+    /// Secret deleted or edited behind our back, or credentials changed in the
+    /// configuration, are current whenever a pod of ours needs them (D7). Never
+    /// from `list()`: `plan` and `check` must change nothing.
+    fn write_pull_secret(&self) -> Result<(), Error> {
+        let Some(p) = &self.pull else { return Ok(()) };
+        let doc =
+            manifest::docker_config_json(&p.server, &p.username, &p.password, p.email.as_deref());
+        let labels = BTreeMap::from([(LABEL_MANAGER, self.shape.manager_id.as_str())]);
+        let data = BTreeMap::from([(".dockerconfigjson".to_string(), doc.expose())]);
+        let body = manifest::secret_body(&p.name, "kubernetes.io/dockerconfigjson", labels, data);
+        self.client.upsert_secret(&p.name, &body)
+    }
+
+    fn image(&self, spec: &Spec) -> String {
+        manifest::image_ref(self.registry_server.as_deref(), &spec.image)
+    }
+
+    fn scale(&self, op: &'static str, name: &str, replicas: i32) -> Result<(), Error> {
+        let patch = wire::ScalePatch {
+            spec: wire::Replicas { replicas },
+        };
+        self.client.patch_deployment(op, name, &patch)
+    }
+
+    /// The newest live pod of `name`, from a fresh pod listing.
+    fn locate(&self, name: &str) -> Result<Option<String>, Error> {
+        let pods = self.client.list_pods(&self.manager_selector())?;
+        Ok(newest_pod(name, &BTreeMap::new(), &pods.items).map(|p| p.metadata.name.clone()))
+    }
+
+    fn read_log(&self, pod: &str, container: &str, tail: u32) -> Result<Vec<String>, Error> {
+        let text = self.client.pod_log(pod, container, tail)?;
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let skip = lines.len().saturating_sub(tail as usize);
+        Ok(lines.into_iter().skip(skip).collect())
+    }
+}
+
+impl Orchestrator for Kubernetes {
+    fn list(&self) -> Result<Vec<Workload>, Error> {
+        let selector = self.manager_selector();
+        let deployments = self.client.list_deployments(&selector)?;
+        let pods = self.client.list_pods(&selector)?;
+        let (workloads, located) = observe(&deployments.items, &pods.items);
+        if let Ok(mut cache) = self.located.lock() {
+            *cache = located;
+        }
+        Ok(workloads)
+    }
+
+    fn deploy(&self, spec: &Spec) -> Result<(), Error> {
+        self.write_secrets(spec)?;
+        let body = manifest::deployment(spec, &self.shape, &self.image(spec))?;
+        self.client.create_deployment(&body)
+    }
+
+    fn refresh(&self, spec: &Spec) -> Result<(), Error> {
+        self.write_secrets(spec)?;
+        if manifest::env_secret_data(spec, &self.shape).is_empty() {
+            self.client
+                .delete_secret(&manifest::env_secret_name(&spec.name))?;
+        }
+        let full = manifest::deployment(spec, &self.shape, &self.image(spec))?;
+        match self.client.patch_deployment(
+            "refresh deployment",
+            &spec.name,
+            &manifest::refresh_patch(full),
+        ) {
+            Err(Error::Api {
+                code: 422, message, ..
+            }) if is_selector_conflict(&message) => {
+                log::warn!(
+                    "deployment {} has a selector that cannot take the new labels; deleted, redeployed next cycle",
+                    spec.name
+                );
+                self.client.delete_deployment(&spec.name).map(drop)
+            }
+            r => r,
+        }
+    }
+
+    fn start(&self, name: &str) -> Result<(), Error> {
+        self.write_pull_secret()?;
+        self.scale("start deployment", name, 1)
+    }
+
+    fn stop(&self, name: &str) -> Result<(), Error> {
+        self.scale("stop deployment", name, 0)
+    }
+
+    fn remove(&self, name: &str) -> Result<(), Error> {
+        self.client.delete_deployment(name)?;
+        self.client
+            .delete_secret(&manifest::proxy_ca_secret_name(name))?;
+        self.client.delete_secret(&manifest::env_secret_name(name))
+    }
+
+    fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>, Error> {
+        let cached = self.located.lock().ok().and_then(|c| c.get(name).cloned());
+        let container = cached
+            .as_ref()
+            .map_or(name, |l| l.container.as_str())
+            .to_string();
+        if let Some(pod) = cached.and_then(|l| l.pod) {
+            match self.read_log(&pod, &container, tail) {
+                // The pod went away since the listing: look for its successor.
+                Err(Error::Api { code: 404, .. }) => {}
+                r => return r,
+            }
+        }
+        match self.locate(name)? {
+            Some(pod) => self.read_log(&pod, &container, tail),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// A 422 saying the selector cannot follow the template (§6.3 self-heal).
+fn is_selector_conflict(message: &str) -> bool {
+    message.contains("selector")
+        && (message.contains("does not match template") || message.contains("field is immutable"))
+}
+
+/// Workloads and log locations from one Deployment listing and one pod listing.
+fn observe(
+    deployments: &[wire::Deployment],
+    pods: &[wire::Pod],
+) -> (Vec<Workload>, BTreeMap<String, Located>) {
+    let mut located = BTreeMap::new();
+    let workloads = deployments
+        .iter()
+        .map(|d| {
+            let name = d.metadata.name.clone();
+            let container = connector_container(d);
+            let pod = newest_pod(&name, &d.spec.selector.match_labels, pods);
+            let status = pod.and_then(|p| {
+                let s = &p.status.container_statuses;
+                s.iter().find(|c| c.name == container).or(s.first())
+            });
+            located.insert(
+                name.clone(),
+                Located {
+                    pod: pod.map(|p| p.metadata.name.clone()),
+                    container,
+                },
+            );
+            workload(d, status)
+        })
+        .collect();
+    (workloads, located)
+}
+
+/// The connector container: the one named like the Deployment (ours and the
+/// existing composer's), else the first.
+fn connector_container(d: &wire::Deployment) -> String {
+    let containers = &d.spec.template.spec.containers;
+    containers
+        .iter()
+        .find(|c| c.name == d.metadata.name)
+        .or(containers.first())
+        .map_or_else(|| d.metadata.name.clone(), |c| c.name.clone())
+}
+
+/// Pod names of a Deployment are `{deployment}-{template hash}-{suffix}`.
+fn is_pod_of(deployment: &str, pod: &str) -> bool {
+    pod.strip_prefix(deployment)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|rest| {
+            rest.matches('-').count() == 1 && !rest.starts_with('-') && !rest.ends_with('-')
+        })
+}
+
+/// The newest pod of a Deployment that is not terminating (§6.3 "get", D16).
+/// With a selector, the pod must carry its labels too.
+fn newest_pod<'a>(
+    name: &str,
+    selector: &BTreeMap<String, String>,
+    pods: &'a [wire::Pod],
+) -> Option<&'a wire::Pod> {
+    let created = |p: &wire::Pod| {
+        p.metadata
+            .creation_timestamp
+            .as_deref()
+            .and_then(crate::time::parse_rfc3339)
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    };
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| is_pod_of(name, &p.metadata.name))
+        .filter(|p| {
+            selector
+                .iter()
+                .all(|(k, v)| p.metadata.labels.get(k) == Some(v))
+        })
+        .max_by_key(|p| created(p))
+}
+
+/// §5.7 (ours): Running when replicas > 0 and the connector container runs or
+/// waits (back-off is started-but-unhealthy, D4); Restarting when replicas > 0
+/// but no container is up (the cluster brings it up: no start is needed);
+/// Stopped with zero replicas.
+fn workload(d: &wire::Deployment, status: Option<&wire::ContainerStatus>) -> Workload {
+    let labels = &d.metadata.labels;
+    let replicas = d.spec.replicas.unwrap_or(1);
+    let state = match status {
+        _ if replicas <= 0 => WorkloadState::Stopped,
+        Some(s) if s.state.running.is_some() || s.state.waiting.is_some() => WorkloadState::Running,
+        _ => WorkloadState::Restarting,
+    };
+    let started_at = status.and_then(|s| {
+        let current = s.state.running.as_ref().and_then(|r| r.started_at.clone());
+        let ended = s
+            .state
+            .terminated
+            .as_ref()
+            .and_then(|t| t.started_at.clone());
+        let last = s
+            .last_state
+            .terminated
+            .as_ref()
+            .and_then(|t| t.started_at.clone());
+        current.or(ended).or(last)
+    });
+    let waiting_reason = status
+        .and_then(|s| {
+            let waiting = s.state.waiting.as_ref().and_then(|w| w.reason.clone());
+            let ended = s.state.terminated.as_ref().and_then(|t| t.reason.clone());
+            waiting.or(ended)
+        })
+        .filter(|r| replicas > 0 && STUCK_REASONS.contains(&r.as_str()));
+    Workload {
+        name: d.metadata.name.clone(),
+        connector_id: labels.get(LABEL_CONNECTOR).cloned(),
+        platform: labels.get(LABEL_PLATFORM).cloned(),
+        hash: d.metadata.annotations.get(HASH_MARKER).cloned(),
+        state,
+        restart_count: status.map_or(0, |s| s.restart_count),
+        started_at,
+        waiting_reason,
+    }
+}
+
+/// `image_pull_policy`: `Always` | `IfNotPresent` | `Never`; anything else warns
+/// and falls back to `IfNotPresent` (§6.3).
+fn pull_policy(setting: Option<&str>) -> String {
+    match setting {
+        None => "IfNotPresent".into(),
+        Some(p @ ("Always" | "IfNotPresent" | "Never")) => p.into(),
+        Some(other) => {
+            log::warn!(
+                "kubernetes image_pull_policy {other:?} is not Always, IfNotPresent or Never; using IfNotPresent"
+            );
+            "IfNotPresent".into()
+        }
+    }
+}
+
+/// `base_deployment`, else `base_deployment_json`, checked.
+fn base_deployment(
+    ks: &crate::config::KubernetesSettings,
+) -> Result<Option<serde_json::Value>, Error> {
+    let bad = |detail: String| Error::Config {
+        op: "read kubernetes base deployment",
+        detail,
+    };
+    let base = match (&ks.base_deployment, ks.base_deployment_json.as_deref()) {
+        (Some(v), _) if !v.is_null() => v.clone(),
+        (_, Some(text)) if !text.trim().is_empty() => serde_json::from_str(text)
+            .map_err(|e| bad(format!("base_deployment_json is not JSON: {e}")))?,
+        _ => return Ok(None),
+    };
+    manifest::check_base(&base).map_err(bad)?;
+    Ok(Some(base))
+}
+
+fn pull_secret(registry: Option<&crate::config::Registry>) -> Result<Option<PullSecret>, Error> {
+    let Some(r) = registry else { return Ok(None) };
+    let (Some(user), Some(password)) = (
+        r.username.as_deref().filter(|u| !u.is_empty()),
+        r.password.as_ref().filter(|p| !p.is_empty()),
+    ) else {
+        return Ok(None);
+    };
+    let server = r
+        .server
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or(Error::Config {
+            op: "configure kubernetes pull secret",
+            detail: "registry username and password are set but registry.server is not".into(),
+        })?;
+    Ok(Some(PullSecret {
+        name: manifest::pull_secret_name(server),
+        server: server.to_string(),
+        username: user.to_string(),
+        password: password.clone(),
+        email: r.email.clone().filter(|e| !e.is_empty()),
+    }))
+}
+
+/// The CA bundle delivered to connectors when `with_proxy` is on and
+/// `https_proxy_ca` names something: the entries (inline PEM or file paths) in
+/// order, then the system roots when present (§5.5.2, D8).
+fn proxy_ca_bundle(p: &PlatformSettings) -> Result<Option<String>, Error> {
+    let entries: Vec<&String> = p
+        .https_proxy_ca
+        .iter()
+        .filter(|e| !e.trim().is_empty())
+        .collect();
+    if !p.with_proxy || entries.is_empty() {
+        return Ok(None);
+    }
+    let mut bundle = String::new();
+    for entry in entries {
+        let pem = if entry.trim_start().starts_with("-----BEGIN") {
+            entry.trim().to_string()
+        } else {
+            std::fs::read_to_string(entry).map_err(|e| Error::Config {
+                op: "read https_proxy_ca",
+                detail: format!("{entry}: {e}"),
+            })?
+        };
+        bundle.push_str(pem.trim_end());
+        bundle.push('\n');
+    }
+    if let Ok(system) = std::fs::read_to_string(SYSTEM_BUNDLE) {
+        bundle.push_str(&system);
+    }
+    Ok(Some(bundle))
+}
+
+#[cfg(test)]
+mod tests;
