@@ -280,8 +280,32 @@ impl Orchestrator for Docker {
         self.create_and_start(spec, &image)
     }
 
+    /// # Guarantees
+    /// A container the engine can no longer start under its id is removed, so
+    /// the next cycle deploys it afresh instead of failing forever.
     fn start(&self, name: &str) -> Result<(), Error> {
-        self.client.start_container(name)
+        match self.client.start_container(name) {
+            // An engine stopped while it was starting this container can keep a
+            // stale runtime task under the container's id; every later start then
+            // answers 500 "task <id>: already exists" (seen with docker.io 20.10,
+            // tests/docker_outage.rs; moby/moby#50040). Only a new id runs again.
+            Err(Error::Api {
+                op,
+                code: 500,
+                message,
+            }) if message.contains("already exists") => {
+                let removed = match self.client.remove_container(name) {
+                    Ok(()) => "container removed, deployed again next cycle",
+                    Err(_) => "container could not be removed",
+                };
+                Err(Error::Api {
+                    op,
+                    code: 500,
+                    message: format!("{message} ({removed})"),
+                })
+            }
+            other => other,
+        }
     }
 
     fn stop(&self, name: &str) -> Result<(), Error> {
