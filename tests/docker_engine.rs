@@ -8,7 +8,6 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -20,10 +19,9 @@ use xtm_composer::orchestrator::{
 use xtm_composer::platform::PlatformKind;
 use xtm_composer::secret::Secret;
 
-const TICKER: &str = "xtm-test/ticker:1";
-const CRASHER: &str = "xtm-test/crasher:1";
-const REGISTRY: &str = "127.0.0.1:5000";
-const SETUP: &str = "run scripts/start-dockerd.sh, scripts/start-registry.sh and scripts/make-test-images.sh (as root)";
+mod common;
+
+use common::engine::{CRASHER, REGISTRY, SETUP, TICKER};
 
 /// The engine's unix socket: `DOCKER_HOST` (unix://) or the default.
 fn socket() -> String {
@@ -38,38 +36,7 @@ fn socket() -> String {
 
 /// One engine call through curl: (status, body).
 fn api(method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
-    let out = std::env::temp_dir().join(format!(
-        "xtm-it-curl-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-sS",
-        "--max-time",
-        "60",
-        "--unix-socket",
-        &socket(),
-        "-X",
-        method,
-        "-o",
-    ])
-    .arg(&out)
-    .args(["-w", "%{http_code}"]);
-    if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
-    }
-    let result = cmd
-        .arg(format!("http://localhost/v1.41{path}"))
-        .output()
-        .unwrap_or_else(|e| panic!("curl not runnable ({e}): {SETUP}"));
-    let code = String::from_utf8_lossy(&result.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    let bytes = std::fs::read(&out).unwrap_or_default();
-    let _ = std::fs::remove_file(&out);
-    (code, bytes)
+    common::engine::call(&socket(), method, path, body, &[], 60)
 }
 
 fn api_json(path: &str) -> Value {
@@ -90,24 +57,7 @@ fn require_engine() {
         let (code, _) = api("GET", &format!("/images/{image}/json"), None);
         assert_eq!(code, 200, "test image {image} is missing: {SETUP}");
     }
-    let registry = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "5",
-        ])
-        .arg(format!("http://{REGISTRY}/v2/"))
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
-    assert_eq!(
-        registry, "401",
-        "the authenticated registry on {REGISTRY} does not answer: {SETUP}"
-    );
+    common::engine::require_registry();
 }
 
 /// Removes every container of a manager id when the test ends, even on panic.

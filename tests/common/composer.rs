@@ -337,24 +337,7 @@ impl Engine {
             let (code, _) = e.api("GET", &format!("/images/{image}/json"), None, &[]);
             assert_eq!(code, 200, "test image {image} is missing: {SETUP}");
         }
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "5",
-            ])
-            .arg(format!("http://{REGISTRY}/v2/"))
-            .output()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "401",
-            "the authenticated registry on {REGISTRY} does not answer: {SETUP}"
-        );
+        super::engine::require_registry();
         e
     }
 
@@ -366,27 +349,7 @@ impl Engine {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> (u16, Vec<u8>) {
-        let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--max-time", "120", "--unix-socket", &self.socket])
-            .args(["-X", method, "-o", "-", "-w", "\n%{http_code}"]);
-        for (k, v) in headers {
-            cmd.args(["-H", &format!("{k}: {v}")]);
-        }
-        if let Some(b) = body {
-            cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
-        }
-        let out = cmd
-            .arg(format!("http://localhost/v1.41{path}"))
-            .output()
-            .unwrap_or_else(|e| panic!("curl not runnable ({e}): {SETUP}"));
-        let mut bytes = out.stdout;
-        let split = bytes.iter().rposition(|b| *b == b'\n').unwrap_or(0);
-        let code = String::from_utf8_lossy(&bytes[split..])
-            .trim()
-            .parse()
-            .unwrap_or(0);
-        bytes.truncate(split);
-        (code, bytes)
+        super::engine::call(&self.socket, method, path, body, headers, 120)
     }
 
     /// GET `path`, expecting 200 and JSON.

@@ -28,13 +28,34 @@ pub fn socket_path() -> String {
 
 /// `method path` on the engine (API 1.41), optional JSON body: status and body bytes.
 pub fn engine(method: &str, path: &str, json: Option<&Value>) -> (u16, Vec<u8>) {
+    let body = json.map(Value::to_string);
+    call(&socket_path(), method, path, body.as_deref(), &[], 60)
+}
+
+/// One call on the engine at `socket` (API 1.41) through curl, independent of
+/// the client under test: status (0 when unreachable) and body bytes.
+pub fn call(
+    socket: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+    max_secs: u32,
+) -> (u16, Vec<u8>) {
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "60", "--unix-socket"])
-        .arg(socket_path())
-        .args(["-X", method, "-w", "\n%{http_code}"]);
-    if let Some(body) = json {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
-            .arg(body.to_string());
+    cmd.args([
+        "-sS",
+        "--max-time",
+        &max_secs.to_string(),
+        "--unix-socket",
+        socket,
+    ])
+    .args(["-X", method, "-o", "-", "-w", "\n%{http_code}"]);
+    for (k, v) in headers {
+        cmd.args(["-H", &format!("{k}: {v}")]);
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
     }
     let out = cmd
         .arg(format!("http://docker/v1.41{path}"))
@@ -48,6 +69,29 @@ pub fn engine(method: &str, path: &str, json: Option<&Value>) -> (u16, Vec<u8>) 
         .unwrap_or(0);
     bytes.truncate(split);
     (code, bytes)
+}
+
+/// Fails with the setup instructions unless the authenticated test registry
+/// answers (401 without credentials).
+pub fn require_registry() {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+        ])
+        .arg(format!("http://{REGISTRY}/v2/"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        out, "401",
+        "the authenticated registry on {REGISTRY} does not answer: {SETUP}"
+    );
 }
 
 /// A `GET` that must answer 200 with JSON.
