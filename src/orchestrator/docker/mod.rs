@@ -20,7 +20,7 @@ pub use image::PullPolicy;
 
 use self::image::RegistryAccess;
 use self::wire::{ContainerInspect, CreateContainer, HostConfig, RestartPolicy};
-use crate::config::{DockerOptions, Settings};
+use crate::config::{DockerOptions, PlatformSettings, Settings};
 use crate::orchestrator::{
     Error, HASH_MARKER, LABEL_CONNECTOR, LABEL_MANAGER, LABEL_PLATFORM, Orchestrator, Spec,
     Workload, WorkloadState,
@@ -462,7 +462,14 @@ pub(crate) fn proxy_ca(
     settings: &Settings,
     platform: PlatformKind,
 ) -> Result<Option<Vec<u8>>, Error> {
-    let p = settings.platform(platform);
+    platform_proxy_ca(settings.platform(platform))
+}
+
+/// As [`proxy_ca`], from the platform's section (the Kubernetes Secret uses it too).
+///
+/// # Errors
+/// `Error::Config` naming an entry file that cannot be read.
+pub(crate) fn platform_proxy_ca(p: &PlatformSettings) -> Result<Option<Vec<u8>>, Error> {
     if !p.with_proxy {
         return Ok(None);
     }

@@ -31,6 +31,7 @@ use connect::Connection;
 use manifest::Shape;
 
 use crate::config::{PlatformSettings, Settings};
+use crate::orchestrator::docker;
 use crate::orchestrator::{
     Error, HASH_MARKER, LABEL_CONNECTOR, LABEL_MANAGER, LABEL_PLATFORM, Orchestrator, Spec,
     Workload, WorkloadState,
@@ -50,10 +51,6 @@ const STUCK_REASONS: [&str; 8] = [
     "InvalidImageName",
     "RunContainerError",
 ];
-
-/// The system bundle appended to the proxy CA, so direct (`NO_PROXY`) TLS still
-/// verifies in the connector (§5.5.2).
-const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Registry credentials, written as a `kubernetes.io/dockerconfigjson` Secret.
 struct PullSecret {
@@ -474,35 +471,10 @@ fn pull_secret(registry: Option<&crate::config::Registry>) -> Result<Option<Pull
     }))
 }
 
-/// The CA bundle delivered to connectors when `with_proxy` is on and
-/// `https_proxy_ca` names something: the entries (inline PEM or file paths) in
-/// order, then the system roots when present (§5.5.2, D8).
+/// The CA bundle delivered to connectors in a Secret: the same bundle as the
+/// Docker orchestrators copy into containers (§5.5.2, D8).
 fn proxy_ca_bundle(p: &PlatformSettings) -> Result<Option<String>, Error> {
-    let entries: Vec<&String> = p
-        .https_proxy_ca
-        .iter()
-        .filter(|e| !e.trim().is_empty())
-        .collect();
-    if !p.with_proxy || entries.is_empty() {
-        return Ok(None);
-    }
-    let mut bundle = String::new();
-    for entry in entries {
-        let pem = if entry.trim_start().starts_with("-----BEGIN") {
-            entry.trim().to_string()
-        } else {
-            std::fs::read_to_string(entry).map_err(|e| Error::Config {
-                op: "read https_proxy_ca",
-                detail: format!("{entry}: {e}"),
-            })?
-        };
-        bundle.push_str(pem.trim_end());
-        bundle.push('\n');
-    }
-    if let Ok(system) = std::fs::read_to_string(SYSTEM_BUNDLE) {
-        bundle.push_str(&system);
-    }
-    Ok(Some(bundle))
+    Ok(docker::platform_proxy_ca(p)?.map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
 #[cfg(test)]
