@@ -21,7 +21,7 @@ use xtm_composer::secret::Secret;
 
 mod common;
 
-use common::engine::{CRASHER, REGISTRY, SETUP, TICKER};
+use common::engine::{CRASHER, REGISTRY, SETUP, TICKER, query};
 
 /// The engine's unix socket: `DOCKER_HOST` (unix://) or the default.
 fn socket() -> String {
@@ -67,7 +67,7 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         for manager in &self.0 {
             let filters = format!("{{\"label\":[\"opencti-manager={manager}\"]}}");
-            let path = format!("/containers/json?all=true&filters={}", urlencode(&filters));
+            let path = format!("/containers/json?all=true&filters={}", query(&filters));
             let (_, body) = api("GET", &path, None);
             let list: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
             for c in list {
@@ -81,17 +81,6 @@ impl Drop for Cleanup {
             }
         }
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A unique manager id and name stem for one test.

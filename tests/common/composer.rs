@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use super::engine::query;
+
 /// The binary under test; `XTM_COMPOSER_BIN` overrides it (the benchmark's release build).
 pub fn binary() -> PathBuf {
     std::env::var_os("XTM_COMPOSER_BIN")
@@ -389,7 +391,7 @@ impl Engine {
         let filters = json!({"label": [format!("opencti-manager={manager}")]}).to_string();
         let v = self.json(&format!(
             "/containers/json?all=true&filters={}",
-            encode(&filters)
+            query(&filters)
         ));
         v.as_array().cloned().unwrap_or_default()
     }
@@ -425,7 +427,7 @@ impl Engine {
 
     /// Tags the local `image` as `repo:tag` too.
     pub fn tag(&self, image: &str, repo: &str, tag: &str) {
-        let path = format!("/images/{image}/tag?repo={}&tag={tag}", encode(repo));
+        let path = format!("/images/{image}/tag?repo={}&tag={tag}", query(repo));
         let (code, body) = self.api("POST", &path, None, &[]);
         assert_eq!(
             code,
@@ -438,7 +440,7 @@ impl Engine {
     /// The content of the single file `path` in container `name`, read with
     /// `GET /containers/{name}/archive` (a tar with one entry); `None` on 404.
     pub fn read_file(&self, name: &str, path: &str) -> Option<Vec<u8>> {
-        let query = format!("/containers/{name}/archive?path={}", encode(path));
+        let query = format!("/containers/{name}/archive?path={}", query(path));
         let (code, tar) = self.api("GET", &query, None, &[]);
         if code == 404 {
             return None;
@@ -467,7 +469,7 @@ impl Engine {
     pub fn pull(&self, repo: &str, tag: &str) {
         let auth = json!({"username": REGISTRY_USER, "password": REGISTRY_PASSWORD, "serveraddress": REGISTRY});
         let auth = base64url(auth.to_string().as_bytes());
-        let path = format!("/images/create?fromImage={}&tag={tag}", encode(repo));
+        let path = format!("/images/create?fromImage={}&tag={tag}", query(repo));
         let (code, body) = self.api("POST", &path, None, &[("X-Registry-Auth", &auth)]);
         let text = String::from_utf8_lossy(&body);
         assert!(
@@ -489,7 +491,7 @@ impl Engine {
             "Image": image, "Env": env, "Labels": labels,
             "HostConfig": {"NetworkMode": "none"},
         });
-        let path = format!("/containers/create?name={}", encode(name));
+        let path = format!("/containers/create?name={}", query(name));
         let (code, out) = self.api("POST", &path, Some(&body.to_string()), &[]);
         assert_eq!(
             code,
@@ -512,7 +514,7 @@ impl Engine {
             json!({"type": ["container"], "label": [format!("opencti-manager={manager}")]});
         let path = format!(
             "/events?since={since:.3}&until={until:.3}&filters={}",
-            encode(&filters.to_string())
+            query(&filters.to_string())
         );
         let (code, body) = self.api("GET", &path, None, &[]);
         assert_eq!(code, 200, "events: {}", String::from_utf8_lossy(&body));
@@ -555,17 +557,6 @@ pub fn env_map(inspect: &Value) -> HashMap<String, String> {
         .iter()
         .filter_map(|v| v.as_str()?.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
         .collect()
 }
 
