@@ -238,6 +238,7 @@ fn composer_config(
         ("MANAGER__ID", manager),
         ("MANAGER__CREDENTIALS_KEY_FILEPATH", key.to_str().unwrap()),
         ("MANAGER__EXECUTE_SCHEDULE", "1"),
+        ("MANAGER__REMOVAL_GRACE", "3"),
         ("MANAGER__LOGGER__DIRECTORY", "false"),
         ("MANAGER__LOGGER__FORMAT", "pretty"),
         ("OPENCTI__URL", opencti_url),

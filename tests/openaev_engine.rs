@@ -107,6 +107,12 @@ fn engine_for(settings: &Settings, memory: Arc<MemoryOrchestrator>) -> Engine {
         name_prefix: None,
         show_env_vars: true,
         show_sensitive_env_vars: false,
+        // Cycles are driven back to back here: removals need no wait.
+        policy: xtm_composer::reconcile::Policy {
+            removal_grace: Duration::ZERO,
+            crash_loop_stop_after: None,
+        },
+        ..Options::default()
     };
     let ctx = Context::new(settings, PlatformKind::OpenAev, &[], false);
     let decrypt: Arc<dyn Decrypt> = Arc::new(Decrypting(Decryptor::new(key)));
@@ -208,15 +214,19 @@ fn the_running_loop_deploys_in_its_very_first_cycle() {
     let fake = FakeOpenAev::start(TOKEN);
     fake.set_instances(collectors(2));
     let memory = Arc::new(MemoryOrchestrator::new());
-    let mut engine = engine_for(&settings(&fake), memory.clone());
+    let engine = engine_for(&settings(&fake), memory.clone());
     let (tx, rx) = bounded::<()>(0);
-    let thread = std::thread::spawn(move || engine.run(&rx, &|| {}));
+    let loops = xtm_composer::liveness::Loops::default();
+    let pool = xtm_composer::pool::Pool::new(4, 16, &loops).unwrap();
+    let threads = engine.spawn(pool.handle(), &rx, &loops).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while memory.count("deploy ") < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(tx);
-    thread.join().unwrap();
+    for t in threads.into_iter().chain(pool.close()) {
+        t.join().unwrap();
+    }
     assert_eq!(memory.count("deploy "), 2);
     // Both deploys came from the first cycle: one workload listing, one platform listing.
     assert_eq!(

@@ -76,6 +76,7 @@ fn world(orchestrator: Arc<dyn Orchestrator>, connectors: Vec<Value>) -> World {
         name_prefix: None,
         show_env_vars: false,
         show_sensitive_env_vars: false,
+        ..Options::default()
     };
     let ctx = Context::new(&settings, PlatformKind::OpenCti, &[], false);
     let decrypt: Arc<dyn Decrypt> = Arc::new(Decryptor::new(key));
