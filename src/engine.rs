@@ -370,8 +370,8 @@ impl Engine {
                     if d.kind.changes_workload() {
                         self.memory.change_succeeded(&id);
                         log::info!(
-                            "{name}: connector {id}: {} {w} done ({}) in {:.1} s",
-                            d.kind,
+                            "{name}: connector {id}: {} {w} ({}) in {:.1} s",
+                            d.kind.past(),
                             d.reason,
                             d.elapsed.as_secs_f64()
                         );

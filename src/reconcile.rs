@@ -105,6 +105,21 @@ impl ActionKind {
         }
     }
 
+    /// The verb for a done action's log line.
+    pub fn past(self) -> &'static str {
+        match self {
+            ActionKind::Deploy => "deployed",
+            ActionKind::Refresh => "refreshed",
+            ActionKind::Start => "started",
+            ActionKind::Stop => "stopped",
+            ActionKind::Remove => "removed",
+            ActionKind::Report => "reported",
+            ActionKind::Health => "sent health of",
+            ActionKind::ShipLogs => "shipped logs of",
+            ActionKind::Explain => "explained",
+        }
+    }
+
     /// Actions that change a workload: their failures back off.
     pub fn changes_workload(self) -> bool {
         matches!(

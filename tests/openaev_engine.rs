@@ -454,3 +454,20 @@ fn a_stopped_platform_skips_cycles_without_removing_anything_and_recovers() {
     assert!(w.engine.cycle(&w.stop).ran);
     assert_eq!(w.fake.current_status("aev-1").as_deref(), Some("stopped"));
 }
+
+/// `xtm-composer plan` plans with `observe_and_plan`: an OpenAEV that does not
+/// know the manager refuses the listing, and the plan fails without
+/// registering (the command stays read-only on the platform too).
+#[test]
+fn planning_for_an_unknown_manager_fails_without_registering() {
+    let w = world(collectors(2));
+    let err = w
+        .engine
+        .observe_and_plan()
+        .err()
+        .expect("the listing is refused");
+    assert!(err.to_string().contains("not registered"), "{err}");
+    assert_eq!(ops(&w.fake), ["list"]);
+    assert_eq!(w.fake.registrations(), 0);
+    assert_eq!(w.memory.count("deploy "), 0);
+}
