@@ -464,8 +464,7 @@ fn planning_for_an_unknown_manager_fails_without_registering() {
     let err = w
         .engine
         .observe_and_plan()
-        .err()
-        .expect("the listing is refused");
+        .expect_err("the listing is refused");
     assert!(err.to_string().contains("not registered"), "{err}");
     assert_eq!(ops(&w.fake), ["list"]);
     assert_eq!(w.fake.registrations(), 0);
