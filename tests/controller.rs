@@ -356,9 +356,7 @@ fn the_crash_loop_policy_stops_a_crashing_workload_and_says_why() {
     composer.wait_until(CONVERGE, "started again", || {
         let text = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
         text.lines()
-            .any(|l| {
-                l.contains("connector crash: start ") && l.contains("done (requested starting)")
-            })
+            .any(|l| l.contains("connector crash: started ") && l.contains("(requested starting)"))
             .then_some(())
     });
     composer.terminate_ok();
