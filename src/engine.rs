@@ -495,6 +495,11 @@ impl Engine {
                     self.dispatch(pool);
                     next_cycle = (start + self.options.execute_every)
                         .max(Instant::now() + Duration::from_millis(200));
+                    // Registration is the alive thread's: look again soon, not a
+                    // whole period later, so the first cycle follows it closely.
+                    if !self.shared.registered() {
+                        next_cycle = next_cycle.min(Instant::now() + REGISTRATION_POLL);
+                    }
                 }
             }
         }
@@ -557,6 +562,9 @@ impl Engine {
         Ok(vec![alive, events, reconcile])
     }
 }
+
+/// How often the reconcile loop looks for a registration it waits for.
+const REGISTRATION_POLL: Duration = Duration::from_millis(250);
 
 /// How long after an engine event the loop observes again: a burst (die,
 /// kill, stop, start) becomes one cycle.

@@ -182,3 +182,73 @@ fn an_idle_cycle_costs_one_engine_call() {
     );
     composer.terminate_ok();
 }
+
+/// Removes the services of a manager when the test ends, even on panic.
+struct Services(String);
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        let filter = common::engine::manager_filter(&self.0);
+        let (_, body) = common::engine::engine("GET", &format!("/services?filters={filter}"), None);
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap_or_default();
+        for id in list.iter().filter_map(|o| o["ID"].as_str()) {
+            let _ = common::engine::engine("DELETE", &format!("/services/{id}"), None);
+        }
+    }
+}
+
+/// Swarm: a service scaled to 0 behind the composer's back (`docker service
+/// scale x=0`) is reported stopped from the service's update event.
+#[test]
+fn a_service_scaled_to_zero_behind_the_composers_back_is_reported() {
+    let state = common::engine::engine_json("/info")["Swarm"]["LocalNodeState"].clone();
+    assert_eq!(
+        state, "active",
+        "run scripts/swarm.sh init first (scripts/test.sh does)"
+    );
+    let m = manager("swarm");
+    let _cleanup = Services(m.clone());
+    let token = format!("tok-ev-swarm-{}", std::process::id());
+    let fake = FakeOpenCti::start(&token);
+    let dir = scratch("ev-swarm");
+    let setup = Setup::new(&dir, &fake.url(), &token, &m, DEFAULT_SOCKET)
+        .key(&key())
+        .registry()
+        .var("OPENCTI__DAEMON__SELECTOR", "swarm")
+        .var("OPENCTI__DAEMON__SWARM__NETWORK", "host")
+        .var("MANAGER__EXECUTE_SCHEDULE", "60")
+        .var("OPENCTI__LOGS_SCHEDULE", "3600");
+    fake.set_connectors(vec![ticker("s", &m)]);
+    let mut composer = setup.spawn("run");
+    composer.wait_until(CONVERGE, "s reported started", || {
+        (fake.current_status("s").as_deref() == Some("started")).then_some(())
+    });
+    let name = existing_name(&format!("{m} s"));
+    let service = common::engine::engine_json(&format!("/services/{name}"));
+    let version = service["Version"]["Index"].as_u64().unwrap();
+    let mut spec = service["Spec"].clone();
+    spec["Mode"]["Replicated"]["Replicas"] = serde_json::json!(0);
+    let (code, body) = common::engine::engine(
+        "POST",
+        &format!("/services/{name}/update?version={version}"),
+        Some(&spec),
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let t = Instant::now();
+    composer.wait_until(
+        EVENT_BOUND,
+        "s reported stopped after the scale to 0",
+        || {
+            fake.requests()
+                .iter()
+                .filter(|q| q.operation == "UpdateConnectorCurrentStatus")
+                .any(|q| q.variables.to_string().contains("stopped"))
+                .then_some(())
+        },
+    );
+    println!(
+        "service scaled to 0 -> stopped reported in {:?}",
+        t.elapsed()
+    );
+    composer.terminate_ok();
+}

@@ -43,7 +43,7 @@ pub(crate) trait Listener {
 fn window(
     client: &Client,
     kind: &str,
-    label: &str,
+    label: Option<&str>,
     since: u64,
     until: u64,
     listener: &dyn Listener,
@@ -51,7 +51,11 @@ fn window(
     live: &AtomicBool,
 ) -> Result<(), Error> {
     const OP: &str = "follow events";
-    let filters = serde_json::json!({"type": [kind], "label": [label]}).to_string();
+    let filters = match label {
+        Some(l) => serde_json::json!({"type": [kind], "label": [l]}),
+        None => serde_json::json!({"type": [kind]}),
+    }
+    .to_string();
     let path = format!(
         "/events?since={since}&until={until}&filters={}",
         encode(&filters)
@@ -94,11 +98,14 @@ fn window(
 }
 
 /// Follows the stream until `stop` closes; reconnects with backoff. `live` is
-/// true while a window is open (callers trust their caches only then).
+/// true while a window is open (callers trust their caches only then). The
+/// engine matches `label` against the object's attributes: container events
+/// carry the container's labels, service events do not (only the name), so
+/// Swarm follows every service event and relists on each.
 pub(crate) fn follow(
     client: &Client,
     kind: &str,
-    label: &str,
+    label: Option<&str>,
     listener: &dyn Listener,
     live: &AtomicBool,
     stop: &Receiver<()>,

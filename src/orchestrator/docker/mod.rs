@@ -251,7 +251,7 @@ impl Docker {
         events::follow(
             &self.client,
             "container",
-            &label,
+            Some(&label),
             &listener,
             &self.events_live,
             stop,

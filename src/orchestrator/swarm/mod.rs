@@ -262,15 +262,16 @@ impl Orchestrator for Swarm {
         self.client.service_logs(name, tail)
     }
 
-    /// Service events (create, update — a scale included —, remove) of this manager.
+    /// Service events (create, update — a scale included —, remove). The engine
+    /// cannot filter them by label, so every service's events wake the loop:
+    /// one relist (two calls) per burst.
     fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
-        let label = format!("{LABEL_MANAGER}={}", self.manager_id);
         let listener = crate::orchestrator::docker::Waker { docker: None, wake };
         let live = std::sync::atomic::AtomicBool::new(false);
         crate::orchestrator::docker::events::follow(
             &self.client,
             "service",
-            &label,
+            None,
             &listener,
             &live,
             stop,
