@@ -252,3 +252,86 @@ fn a_service_scaled_to_zero_behind_the_composers_back_is_reported() {
     );
     composer.terminate_ok();
 }
+
+/// dockerd restarted under a running composer (its own second dockerd): the
+/// stream comes back by itself, the composer relists at once (events of the
+/// outage are lost with it) and reports what changed, and events flow again
+/// afterwards — all with a one-minute poll.
+#[test]
+fn the_event_stream_comes_back_after_dockerd_restarts() {
+    Engine::shared(); // the registry and the test images exist
+    let m = manager("restart");
+    let dockerd = common::composer::Dockerd::new(&std::path::PathBuf::from(format!(
+        "/tmp/xev-{}",
+        std::process::id()
+    )));
+    dockerd.start();
+    let engine = Engine::at(&dockerd.socket);
+    engine.pull(
+        &format!("{}/xtm-test/ticker", common::composer::REGISTRY),
+        "1",
+    );
+    let token = format!("tok-ev-restart-{}", std::process::id());
+    let fake = FakeOpenCti::start(&token);
+    let dir = scratch("ev-restart");
+    let setup = Setup::new(&dir, &fake.url(), &token, &m, &dockerd.socket)
+        .key(&key())
+        .registry()
+        .var("MANAGER__EXECUTE_SCHEDULE", "60")
+        .var("OPENCTI__LOGS_SCHEDULE", "3600");
+    fake.set_connectors(vec![ticker("a", &m), ticker("b", &m)]);
+    let mut composer = setup.spawn("run");
+    let (a, b) = (
+        existing_name(&format!("{m} a")),
+        existing_name(&format!("{m} b")),
+    );
+    composer.wait_until(CONVERGE, "both running, reported, with health", || {
+        (engine.all_in_state(&[a.clone(), b.clone()], true).is_some()
+            && ["a", "b"].iter().all(|id| {
+                fake.current_status(id).as_deref() == Some("started") && fake.health(id).is_some()
+            }))
+        .then_some(())
+    });
+    let started_before = fake.health("a").unwrap()["started_at"].clone();
+
+    dockerd.stop();
+    thread::sleep(Duration::from_secs(2));
+    dockerd.start();
+    let t = Instant::now();
+    // The engine brings `unless-stopped` containers back itself: a new start
+    // time, which the composer sends as soon as it has relisted.
+    composer.wait_until(EVENT_BOUND, "a's new start time reported", || {
+        fake.health("a")
+            .filter(|h| h["started_at"] != started_before)
+            .map(|_| ())
+    });
+    println!("dockerd back -> new health reported in {:?}", t.elapsed());
+    let log = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
+    assert!(log.contains("engine events unavailable"), "{log}");
+
+    // And the stream works again: a kill is reported from its event.
+    composer.wait_until(EVENT_BOUND, "b running again", || {
+        engine.all_in_state(std::slice::from_ref(&b), true)
+    });
+    let reports = fake
+        .requests()
+        .iter()
+        .filter(|q| q.operation == "UpdateConnectorCurrentStatus")
+        .count();
+    let (code, _) = engine.api("POST", &format!("/containers/{b}/kill"), None, &[]);
+    assert_eq!(code, 204);
+    let t = Instant::now();
+    composer.wait_until(EVENT_BOUND, "b reported stopped after the kill", || {
+        fake.requests()
+            .iter()
+            .filter(|q| q.operation == "UpdateConnectorCurrentStatus")
+            .skip(reports)
+            .any(|q| q.variables.to_string().contains("stopped"))
+            .then_some(())
+    });
+    println!(
+        "after the restart: docker kill -> stopped reported in {:?}",
+        t.elapsed()
+    );
+    composer.terminate_ok();
+}
