@@ -152,7 +152,7 @@ fn listing_parses_every_connector() {
     assert_eq!(c1.contract_hash, "hash-1");
     assert_eq!(
         (c1.requested, c1.current_status),
-        (Requested::Starting, Some(Status::Stopped))
+        (Requested::Starting, None)
     );
     assert_eq!(
         (c2.requested, c2.current_status),
