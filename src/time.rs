@@ -54,7 +54,9 @@ fn num(s: &str) -> Option<u32> {
 /// Docker's "unknown" marker `0001-01-01T00:00:00Z` (any year before 1970).
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let s = s.trim();
-    if s.len() < 20 || !s.is_char_boundary(10) || !s.is_char_boundary(19) {
+    // Every valid instant is ASCII; refusing the rest up front makes each byte
+    // offset below a character boundary (a `é` in the zone used to panic, issue 12).
+    if s.len() < 20 || !s.is_ascii() {
         return None;
     }
     let (date, rest) = s.split_at(10);
@@ -148,5 +150,23 @@ mod tests {
         assert_eq!(parse_rfc3339("2025-13-19T16:27:31Z"), None);
         assert_eq!(parse_rfc3339("2025-01-19T16:27:31"), None);
         assert_eq!(parse_rfc3339("2025-01-19T16:27:31é"), None);
+    }
+
+    /// Issue 12: the zone was sliced at byte offsets, so a multi-byte character
+    /// there panicked (exit 70 while planning, in a restart loop).
+    #[test]
+    fn multi_byte_characters_anywhere_are_refused_without_a_panic() {
+        for s in [
+            "2025-01-19T16:27:31+0é00",
+            "2025-01-19T16:27:31+é:00",
+            "2025-01-19T16:27:31+01:é",
+            "2025-01-19T16:27:31.1é",
+            "2025-01-19T16:27:31.é00Z",
+            "2025-01-19T16:27:3é",
+            "é025-01-19T16:27:31Z",
+            "2025-01-19T16:27:31+01:0é",
+        ] {
+            assert_eq!(parse_rfc3339(s), None, "{s}");
+        }
     }
 }

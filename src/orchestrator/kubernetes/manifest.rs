@@ -41,9 +41,13 @@ pub(crate) struct Shape {
 /// a trailing `-` the cut may leave (an invalid name).
 pub(crate) fn proxy_ca_secret_name(name: &str) -> String {
     let full = format!("{name}-proxy-ca");
-    full[..full.len().min(MAX_NAME)]
-        .trim_end_matches('-')
-        .to_string()
+    // Workload names are ASCII, but a cut at a byte offset must still never
+    // split a character (issue 12).
+    let mut end = full.len().min(MAX_NAME);
+    while !full.is_char_boundary(end) {
+        end -= 1;
+    }
+    full[..end].trim_end_matches('-').to_string()
 }
 
 /// `{name}-env`: the Secret holding a connector's decrypted values. Secret names
