@@ -335,7 +335,7 @@ pub(crate) fn ensure_image(
 ) -> Result<String, Error> {
     let image = registry.qualify(requested);
     let present = || client.inspect_image(&image).map(|i| i.is_some());
-    let auth = registry.auth_header();
+    let auth = registry.auth_header_for(&image);
     match policy {
         PullPolicy::Never if present()? => Ok(image),
         PullPolicy::Never => Err(Error::Image {
@@ -451,7 +451,15 @@ pub(crate) fn engine_client(settings: &Settings, platform: PlatformKind) -> Resu
         .docker_options(platform)
         .and_then(|o| o.host.as_deref());
     let env_host = std::env::var("DOCKER_HOST").ok();
-    Client::from_host(&client::resolve_host(configured, env_host.as_deref()))
+    let host = client::resolve_host(configured, env_host.as_deref());
+    if let Some(remote) = client::remote_plain_tcp(&host) {
+        log::warn!(
+            "{platform}: the Docker engine at {remote} is reached over plain TCP: decrypted \
+             connector env values and registry credentials cross the network unencrypted; \
+             use a unix socket, or reach a remote engine through an SSH or TLS tunnel"
+        );
+    }
+    Client::from_host(&host)
 }
 
 /// The platform's proxy CA bundle for connectors, when it uses a proxy with a CA (§5.5.2).
