@@ -478,6 +478,21 @@ impl Client {
         expect_success(OP, id, resp).map(drop)
     }
 
+    /// `HEAD /containers/{id}/archive?path=`: whether `path` exists in the
+    /// container's filesystem (false too when the container is gone).
+    ///
+    /// # Errors
+    /// As `call`, then any status other than 2xx and 404.
+    pub(crate) fn has_path(&self, id: &str, path: &str) -> Result<bool, Error> {
+        const OP: &str = "look for a file in a container";
+        let url_path = format!("/containers/{}/archive?path={}", encode(id), encode(path));
+        let resp = self.call(OP, Method::HEAD, &url_path, Payload::Empty, None, None)?;
+        match expect_success(OP, id, resp) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Longest pull progress line read. The engine's lines are a few hundred

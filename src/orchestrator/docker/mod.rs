@@ -64,6 +64,9 @@ pub struct Docker {
     extra_labels: Vec<(String, String)>,
     /// Inspect results by container id.
     cache: Mutex<HashMap<String, Cached>>,
+    /// Containers known to hold their proxy CA bundle (uploaded by this
+    /// process, or seen there once), so `list()` looks at most once per container.
+    with_ca: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Docker {
@@ -117,6 +120,7 @@ impl Docker {
             ca_archive,
             extra_labels: Vec::new(),
             cache: Mutex::new(HashMap::new()),
+            with_ca: Mutex::new(HashSet::new()),
         })
     }
 
@@ -170,6 +174,9 @@ impl Docker {
             }
             return Err(e);
         }
+        if self.ca_archive.is_some() {
+            lock(&self.with_ca).insert(id.clone());
+        }
         if spec.start {
             self.client.start_container(&id)?;
         }
@@ -198,6 +205,24 @@ impl Docker {
             },
         );
         Ok(details)
+    }
+
+    /// Whether a never-started container lacks the proxy CA bundle it was
+    /// created for: a deploy cut between create and upload (kill -9, power
+    /// loss) leaves it so, and starting it would give a connector whose env
+    /// points at a missing file (issue 12). One `HEAD` per such container.
+    ///
+    /// # Errors
+    /// The engine could not answer.
+    fn lacks_proxy_ca(&self, id: &str, state: &str) -> Result<bool, Error> {
+        if self.ca_archive.is_none() || state != "created" || lock(&self.with_ca).contains(id) {
+            return Ok(false);
+        }
+        let present = self.client.has_path(id, PROXY_CA_PATH)?;
+        if present {
+            lock(&self.with_ca).insert(id.to_string());
+        }
+        Ok(!present)
     }
 
     /// Whether `name`'s logs are raw (TTY), from the cache or one inspect.
@@ -248,11 +273,16 @@ impl Orchestrator for Docker {
                     Err(e) => return Err(e),
                 },
             };
+            // No hash for a half-deployed container: the planner recreates it.
+            let complete = details.is_none() || !self.lacks_proxy_ca(&s.id, &s.state)?;
             workloads.push(Workload {
                 name,
                 connector_id,
                 platform: s.labels.get(LABEL_PLATFORM).cloned(),
-                hash: details.as_ref().and_then(|d| d.hash.clone()),
+                hash: details
+                    .as_ref()
+                    .and_then(|d| d.hash.clone())
+                    .filter(|_| complete),
                 state: state_of(&s.state),
                 restart_count: details.as_ref().map_or(0, |d| d.restart_count),
                 started_at: details.and_then(|d| d.started_at),
@@ -261,6 +291,7 @@ impl Orchestrator for Docker {
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.retain(|id, _| seen.contains(id));
+        lock(&self.with_ca).retain(|id| seen.contains(id));
         Ok(workloads)
     }
 
@@ -356,6 +387,12 @@ pub(crate) fn ensure_image(
             },
         },
     }
+}
+
+/// A set whose every state is valid, even after a panic elsewhere.
+fn lock(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    set.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn state_of(state: &str) -> WorkloadState {
