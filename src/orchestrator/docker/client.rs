@@ -523,9 +523,16 @@ pub(crate) fn pull_progress(mut reader: impl BufRead) -> Result<(), String> {
             continue;
         }
         let msg: wire::ProgressMessage = serde_json::from_str(&text).unwrap_or_default();
-        if let Some(detail) = msg.error.or(msg.error_detail.and_then(|d| d.message)) {
-            return Err(shorten(&detail));
+        if msg.error.is_none() && msg.error_detail.is_none() {
+            continue;
         }
+        // An empty `error` still means a failure, and must still say something
+        // (found by fuzzing: `{"error":""}` failed the pull with no message).
+        let said = |m: &Option<String>| m.clone().filter(|m| !m.trim().is_empty());
+        let detail = said(&msg.error)
+            .or_else(|| msg.error_detail.and_then(|d| said(&d.message)))
+            .unwrap_or_else(|| "the engine reported a failure without a message".into());
+        return Err(shorten(&detail));
     }
 }
 
@@ -756,6 +763,12 @@ mod tests {
             pull_progress(detail_only.as_bytes()),
             Err("denied".to_string())
         );
+        // Fuzzing (fuzz/fuzz_targets/pull_progress.rs): an empty error failed
+        // with an empty message; it falls back to the detail, then to a text.
+        let empty = r#"{"errorDetail":{"message":"EOF"},"error":""}"#;
+        assert_eq!(pull_progress(empty.as_bytes()), Err("EOF".to_string()));
+        let bare = pull_progress(&br#"{"error":" "}"#[..]).unwrap_err();
+        assert!(bare.contains("without a message"), "{bare}");
     }
 
     /// Issue 12: a newline-free answer was read whole, growing memory until
