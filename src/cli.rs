@@ -29,6 +29,20 @@ use crate::reconcile::Policy;
 
 /// Exit status for configuration and start-up errors.
 const EXIT_CONFIG: u8 = 2;
+/// Exit status after a panic in any thread (EX_SOFTWARE).
+pub const EXIT_PANIC: i32 = 70;
+
+/// Makes a panic in any thread end the process with `EXIT_PANIC` after the
+/// usual message (D2): a dead reconcile loop must never hide behind a live
+/// ping loop, and a supervisor restarts what exits. Nothing in src/ is meant
+/// to panic; this is the net under a bug.
+pub fn exit_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::exit(EXIT_PANIC);
+    }));
+}
 /// How many log jobs may wait for the shipper before loops skip a schedule.
 const LOG_QUEUE: usize = 1024;
 
@@ -525,5 +539,38 @@ fn orchestrator_hint(selector: Selector, kind: PlatformKind, up: &str) -> String
         _ => format!(
             "check {kind}.daemon.selector and that the engine socket is reachable by this user ({up}__DAEMON__DOCKER__HOST)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: a panic in a thread other than main ends the process non-zero.
+    /// The test runs itself again as a child process (this test binary, this
+    /// test only); the child installs the hook, panics in a spawned thread and
+    /// would otherwise sleep until killed.
+    #[test]
+    fn a_panic_in_any_thread_exits_the_process_with_70() {
+        const CHILD: &str = "XTM_TEST_PANIC_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            exit_on_panic();
+            let _ = std::thread::spawn(|| panic!("deliberate test panic"));
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            std::process::exit(0);
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "cli::tests::a_panic_in_any_thread_exits_the_process_with_70",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(EXIT_PANIC), "{stderr}");
+        assert!(stderr.contains("deliberate test panic"), "{stderr}");
     }
 }

@@ -207,12 +207,34 @@ fn certificates(origin: &str, pem: &[u8]) -> Result<Vec<Certificate<'static>>, E
 /// # Errors
 /// An unparsable target URL, CA entry or proxy URL.
 pub fn agent(opts: &ClientOptions, target_url: &str) -> Result<ureq::Agent, Error> {
+    agent_with(opts, target_url, PLATFORM_REDIRECTS)
+}
+
+/// As [`agent`], for an engine API (Portainer): follows no redirect, so its
+/// `X-API-KEY` and `X-Registry-Auth` headers never reach another host; a 3xx
+/// is an answer like any other (issue 12).
+///
+/// # Errors
+/// As [`agent`].
+pub fn engine_agent(opts: &ClientOptions, target_url: &str) -> Result<ureq::Agent, Error> {
+    agent_with(opts, target_url, 0)
+}
+
+/// ureq's default; platforms behind a reverse proxy may redirect, and ureq
+/// drops `Authorization` when one does.
+const PLATFORM_REDIRECTS: u32 = 10;
+
+fn agent_with(
+    opts: &ClientOptions,
+    target_url: &str,
+    redirects: u32,
+) -> Result<ureq::Agent, Error> {
     let target = Target::parse(target_url)?;
     Ok(build(
         proxy(&opts.proxy, &target)?,
         tls(opts, &target)?,
-        opts.connect_timeout,
-        opts.request_timeout,
+        (opts.connect_timeout, opts.request_timeout),
+        redirects,
     ))
 }
 
@@ -221,13 +243,14 @@ pub fn agent(opts: &ClientOptions, target_url: &str) -> Result<ureq::Agent, Erro
 fn build(
     proxy: Option<ureq::Proxy>,
     tls: TlsConfig,
-    connect_timeout: Duration,
-    request_timeout: Duration,
+    (connect_timeout, request_timeout): (Duration, Duration),
+    redirects: u32,
 ) -> ureq::Agent {
     ureq::Agent::config_builder()
         .proxy(proxy)
         .tls_config(tls)
         .http_status_as_error(false)
+        .max_redirects(redirects)
         .timeout_connect(Some(connect_timeout))
         .timeout_global(Some(request_timeout))
         .user_agent(concat!("xtm-composer/", env!("CARGO_PKG_VERSION")))
@@ -271,7 +294,14 @@ pub fn kubernetes_agent(
         })?),
         None => None,
     };
-    Ok(build(proxy, tls.build(), connect_timeout, request_timeout))
+    // An API server never redirects a client; following one would carry the
+    // bearer token or client certificate session elsewhere.
+    Ok(build(
+        proxy,
+        tls.build(),
+        (connect_timeout, request_timeout),
+        0,
+    ))
 }
 
 /// Scheme, host and port of the one URL an agent talks to.
@@ -492,9 +522,65 @@ pub fn read_text(response: &mut ureq::http::Response<ureq::Body>) -> Result<Stri
         .read_to_string()
 }
 
+/// Test helper: answers every connection on `listener` with `reply`, counting them.
+#[cfg(test)]
+pub(crate) fn serve_fixed(
+    listener: std::net::TcpListener,
+    reply: String,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::io::{Read, Write};
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 8192];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12: Portainer's agent followed redirects carrying `X-API-KEY`.
+    #[test]
+    fn engine_agents_follow_no_redirect_platform_agents_do() {
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let location = format!("http://{}/elsewhere", other.local_addr().unwrap());
+        let followed = serve_fixed(other, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into());
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/api", first.local_addr().unwrap());
+        serve_fixed(
+            first,
+            format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"),
+        );
+        let opts = ClientOptions::for_engine(
+            "portainer.ca_file",
+            None,
+            false,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let status = |agent: ureq::Agent| {
+            agent
+                .get(&url)
+                .header("X-API-KEY", "key")
+                .call()
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        assert_eq!(status(engine_agent(&opts, &url).unwrap()), 302);
+        assert_eq!(followed.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(status(agent(&opts, &url).unwrap()), 200);
+        assert_eq!(followed.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn no_proxy_matches_hosts_domains_ports_and_ranges() {

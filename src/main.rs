@@ -79,13 +79,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<(Command, Option<Pat
 }
 
 fn main() -> ExitCode {
-    // A panic in any thread ends the process (D2): a dead reconcile loop must
-    // never hide behind a live ping loop. Nothing in src/ is meant to panic.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
-        std::process::exit(70);
-    }));
+    cli::exit_on_panic();
     let (command, dir) = match parse_args(std::env::args().skip(1)) {
         Ok(parsed) => parsed,
         Err(e) => {

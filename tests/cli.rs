@@ -106,6 +106,43 @@ fn run_without_a_key_exits_with_an_explanation() {
     assert!(text(&o).contains("credentials_key"), "{}", text(&o));
 }
 
+/// Issue 12: a 1024-bit key (generated here by openssl) is refused by `check`
+/// and by `run`, saying how big the key is and what is required.
+#[test]
+fn a_1024_bit_key_is_refused_by_check_and_run() {
+    let dir = temp_dir("rsa1024");
+    std::fs::copy("config/default.yaml", dir.join("default.yaml")).unwrap();
+    let key = dir.join("key.pem");
+    let made = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:1024",
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .expect("openssl is needed to make the test key");
+    assert!(made.status.success(), "{}", text(&made));
+    let env = [
+        ("MANAGER__CREDENTIALS_KEY_FILEPATH", key.to_str().unwrap()),
+        ("OPENCTI__URL", "http://127.0.0.1:9"),
+    ];
+    let config = dir.to_str().unwrap();
+    let check = run(&["check", "--config", config], &env);
+    let t = text(&check);
+    assert!(!check.status.success(), "{t}");
+    assert!(t.contains("✘ private key"), "{t}");
+    assert!(t.contains("1024 bits, fewer than the 2048 required"), "{t}");
+    let started = run(&["run", "--config", config], &env);
+    let t = text(&started);
+    assert_eq!(started.status.code(), Some(2), "{t}");
+    assert!(t.contains("1024 bits, fewer than the 2048 required"), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+}
+
 #[test]
 fn a_missing_config_folder_says_where_it_looked() {
     let o = run(&["check", "--config", "/nonexistent/xtm"], &[]);

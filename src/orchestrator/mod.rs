@@ -105,7 +105,9 @@ pub struct Workload {
     pub connector_id: Option<String>,
     /// Label `opencti-platform`; `None` = legacy, treated as OpenCTI.
     pub platform: Option<String>,
-    /// `OPENCTI_CONFIG_HASH` marker; `None` = missing (counts as a mismatch).
+    /// `OPENCTI_CONFIG_HASH` marker; `None` = missing, or the deploy did not
+    /// finish (e.g. no proxy CA in the container): counts as a mismatch, so the
+    /// planner recreates it.
     pub hash: Option<String>,
     pub state: WorkloadState,
     pub restart_count: u32,

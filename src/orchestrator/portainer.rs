@@ -159,7 +159,8 @@ fn client(
         CONNECT_TIMEOUT,
     )
     .map_err(|e| config(e.to_string()))?;
-    let agent = http::agent(&options, api).map_err(|e| config(format!("{section}.api: {e}")))?;
+    let agent =
+        http::engine_agent(&options, api).map_err(|e| config(format!("{section}.api: {e}")))?;
     let headers: Vec<(String, Secret)> = p
         .api_key
         .iter()

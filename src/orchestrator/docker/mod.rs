@@ -99,6 +99,9 @@ pub struct Docker {
     /// The engine's event stream is open: a cached inspect stays valid until an
     /// event names its container (or `CACHE_TRUST` passes), whatever the uptime text says.
     events_live: AtomicBool,
+    /// Containers known to hold their proxy CA bundle (uploaded by this
+    /// process, or seen there once), so `list()` looks at most once per container.
+    with_ca: Mutex<HashSet<String>>,
 }
 
 /// How long a cached inspect is trusted while events flow: the safety net for
@@ -157,6 +160,7 @@ impl Docker {
             extra_labels: Vec::new(),
             cache: Mutex::new(HashMap::new()),
             events_live: AtomicBool::new(false),
+            with_ca: Mutex::new(HashSet::new()),
         })
     }
 
@@ -209,6 +213,9 @@ impl Docker {
                 log::warn!("{cleanup}");
             }
             return Err(e);
+        }
+        if self.ca_archive.is_some() {
+            lock(&self.with_ca).insert(id.clone());
         }
         if spec.start {
             self.client.start_container(&id)?;
@@ -274,6 +281,24 @@ impl Docker {
         Ok(details)
     }
 
+    /// Whether a never-started container lacks the proxy CA bundle it was
+    /// created for: a deploy cut between create and upload (kill -9, power
+    /// loss) leaves it so, and starting it would give a connector whose env
+    /// points at a missing file (issue 12). One `HEAD` per such container.
+    ///
+    /// # Errors
+    /// The engine could not answer.
+    fn lacks_proxy_ca(&self, id: &str, state: &str) -> Result<bool, Error> {
+        if self.ca_archive.is_none() || state != "created" || lock(&self.with_ca).contains(id) {
+            return Ok(false);
+        }
+        let present = self.client.has_path(id, PROXY_CA_PATH)?;
+        if present {
+            lock(&self.with_ca).insert(id.to_string());
+        }
+        Ok(!present)
+    }
+
     /// Whether `name`'s logs are raw (TTY), from the cache or one inspect.
     fn is_tty(&self, name: &str) -> Result<bool, Error> {
         {
@@ -322,11 +347,16 @@ impl Orchestrator for Docker {
                     Err(e) => return Err(e),
                 },
             };
+            // No hash for a half-deployed container: the planner recreates it.
+            let complete = details.is_none() || !self.lacks_proxy_ca(&s.id, &s.state)?;
             workloads.push(Workload {
                 name,
                 connector_id,
                 platform: s.labels.get(LABEL_PLATFORM).cloned(),
-                hash: details.as_ref().and_then(|d| d.hash.clone()),
+                hash: details
+                    .as_ref()
+                    .and_then(|d| d.hash.clone())
+                    .filter(|_| complete),
                 state: state_of(&s.state),
                 restart_count: details.as_ref().map_or(0, |d| d.restart_count),
                 started_at: details.and_then(|d| d.started_at),
@@ -336,6 +366,7 @@ impl Orchestrator for Docker {
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.retain(|id, _| seen.contains(id));
+        lock(&self.with_ca).retain(|id| seen.contains(id));
         Ok(workloads)
     }
 
@@ -415,7 +446,7 @@ pub(crate) fn ensure_image(
 ) -> Result<String, Error> {
     let image = registry.qualify(requested);
     let present = || client.inspect_image(&image).map(|i| i.is_some());
-    let auth = registry.auth_header();
+    let auth = registry.auth_header_for(&image);
     match policy {
         PullPolicy::Never if present()? => Ok(image),
         PullPolicy::Never => Err(Error::Image {
@@ -436,6 +467,12 @@ pub(crate) fn ensure_image(
             },
         },
     }
+}
+
+/// A set whose every state is valid, even after a panic elsewhere.
+fn lock(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    set.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn state_of(state: &str) -> WorkloadState {
@@ -531,7 +568,15 @@ pub(crate) fn engine_client(settings: &Settings, platform: PlatformKind) -> Resu
         .docker_options(platform)
         .and_then(|o| o.host.as_deref());
     let env_host = std::env::var("DOCKER_HOST").ok();
-    Client::from_host(&client::resolve_host(configured, env_host.as_deref()))
+    let host = client::resolve_host(configured, env_host.as_deref());
+    if let Some(remote) = client::remote_plain_tcp(&host) {
+        log::warn!(
+            "{platform}: the Docker engine at {remote} is reached over plain TCP: decrypted \
+             connector env values and registry credentials cross the network unencrypted; \
+             use a unix socket, or reach a remote engine through an SSH or TLS tunnel"
+        );
+    }
+    Client::from_host(&host)
 }
 
 /// The platform's proxy CA bundle for connectors, when it uses a proxy with a CA (§5.5.2).

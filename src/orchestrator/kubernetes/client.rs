@@ -224,15 +224,15 @@ impl Client {
         Self::json(op, self.send(op, "GET", &url, None)?)
     }
 
-    /// `POST deployments`
+    /// `POST deployments`; returns the new Deployment's UID.
     ///
     /// # Errors
     /// Transport or API errors (409 when it exists).
-    pub(crate) fn create_deployment(&self, body: &serde_json::Value) -> Result<(), Error> {
+    pub(crate) fn create_deployment(&self, body: &serde_json::Value) -> Result<String, Error> {
         let op = "create deployment";
         let payload = Self::body(op, body, "application/json")?;
-        self.send(op, "POST", &self.deployments(), Some(payload))
-            .map(drop)
+        let resp = self.send(op, "POST", &self.deployments(), Some(payload))?;
+        Self::json::<wire::Created>(op, resp).map(|c| c.metadata.uid)
     }
 
     /// `PATCH deployments/{name}` with a JSON merge patch.
@@ -252,18 +252,73 @@ impl Client {
             .map_err(|e| not_found(e, name))
     }
 
-    /// `DELETE deployments/{name}`; `Ok(false)` when it was already gone.
+    /// `DELETE deployments/{name}`; `Ok(false)` when it was already gone. With
+    /// `foreground`, the Deployment stays listed until the garbage collector has
+    /// deleted what it owns (its Secrets).
     ///
     /// # Errors
     /// Transport or API errors other than 404.
-    pub(crate) fn delete_deployment(&self, name: &str) -> Result<bool, Error> {
-        let url = format!("{}/{name}", self.deployments());
+    pub(crate) fn delete_deployment(&self, name: &str, foreground: bool) -> Result<bool, Error> {
+        let policy = if foreground {
+            "Foreground"
+        } else {
+            "Background"
+        };
+        let url = format!("{}/{name}?propagationPolicy={policy}", self.deployments());
         gone_is_fine(self.send("delete deployment", "DELETE", &url, None))
+    }
+
+    /// `POST secrets`: creates a Secret, never replaces one; returns its UID.
+    ///
+    /// # Errors
+    /// Transport or API errors: 409 when a Secret of that name exists.
+    pub(crate) fn create_secret(&self, body: &wire::Secret<'_>) -> Result<String, Error> {
+        let op = "create secret";
+        let payload = Self::body(op, body, "application/json")?;
+        let resp = self.send(op, "POST", &self.core("secrets"), Some(payload))?;
+        Self::json::<wire::Created>(op, resp).map(|c| c.metadata.uid)
+    }
+
+    /// `PUT secrets/{name}` carrying `metadata.uid`: replaces the Secret only
+    /// while it is the one with that UID.
+    ///
+    /// # Errors
+    /// Transport or API errors: 404 when it is gone, 409 when the name now
+    /// belongs to another object.
+    pub(crate) fn replace_secret(&self, name: &str, body: &wire::Secret<'_>) -> Result<(), Error> {
+        let op = "replace secret";
+        let payload = Self::body(op, body, "application/json")?;
+        let url = format!("{}/{name}", self.core("secrets"));
+        self.send(op, "PUT", &url, Some(payload)).map(drop)
+    }
+
+    /// `DELETE secrets/{name}` with a UID precondition; gone or replaced by
+    /// another object (404, 409) is fine: either way ours no longer exists.
+    ///
+    /// # Errors
+    /// Transport or other API errors.
+    pub(crate) fn delete_secret_with_uid(&self, name: &str, uid: &str) -> Result<(), Error> {
+        let op = "delete secret";
+        let options = wire::DeleteOptions {
+            api_version: "v1",
+            kind: "DeleteOptions",
+            preconditions: wire::Preconditions { uid },
+        };
+        let payload = Self::body(op, &options, "application/json")?;
+        let url = format!("{}/{name}", self.core("secrets"));
+        match self.send(op, "DELETE", &url, Some(payload)) {
+            Ok(_)
+            | Err(Error::Api {
+                code: 404 | 409, ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates or replaces a Secret: `PUT secrets/{name}`, then `POST secrets` when
     /// it does not exist yet. `PUT` without a resourceVersion is an unconditional
-    /// update, which the API allows for Secrets.
+    /// update, which the API allows for Secrets. Used for the registry pull
+    /// secret only, which all connectors of the manager share.
     ///
     /// # Errors
     /// Transport or API errors.
@@ -277,15 +332,6 @@ impl Client {
                 .map(drop),
             r => r.map(drop),
         }
-    }
-
-    /// `DELETE secrets/{name}`; a missing Secret is fine.
-    ///
-    /// # Errors
-    /// Transport or API errors other than 404.
-    pub(crate) fn delete_secret(&self, name: &str) -> Result<(), Error> {
-        let url = format!("{}/{name}", self.core("secrets"));
-        gone_is_fine(self.send("delete secret", "DELETE", &url, None)).map(drop)
     }
 
     /// `GET pods/{pod}/log?container=…&tailLines=…`

@@ -158,7 +158,7 @@ impl Swarm {
                 },
             },
         };
-        let auth = self.registry.auth_header();
+        let auth = self.registry.auth_header_for(&image);
         let result = if update {
             self.update(&spec.name, |current| {
                 let (id, version) = (&current.id, current.version.index);
@@ -197,8 +197,13 @@ impl Swarm {
     /// Sets `Mode.Replicated.Replicas` on the service's current spec, leaving
     /// every other field as the engine has it; nothing is sent when it is already so.
     fn scale(&self, name: &str, replicas: u64) -> Result<(), Error> {
-        let auth = self.registry.auth_header();
         self.update(name, |mut current| {
+            let image = current
+                .spec
+                .pointer("/TaskTemplate/ContainerSpec/Image")
+                .and_then(|i| i.as_str())
+                .unwrap_or_default();
+            let auth = self.registry.auth_header_for(image);
             let Some(slot) = current
                 .spec
                 .pointer_mut("/Mode/Replicated")
