@@ -255,8 +255,9 @@ fn a_service_scaled_to_zero_behind_the_composers_back_is_reported() {
 
 /// dockerd restarted under a running composer (its own second dockerd): the
 /// stream comes back by itself, the composer relists at once (events of the
-/// outage are lost with it) and reports what changed, and events flow again
-/// afterwards — all with a one-minute poll.
+/// outage are lost with it) and reports what changed (the engine restarted the
+/// containers: a new start time), and events are heard again — all with a
+/// one-minute poll.
 #[test]
 fn the_event_stream_comes_back_after_dockerd_restarts() {
     Engine::shared(); // the registry and the test images exist
@@ -309,29 +310,12 @@ fn the_event_stream_comes_back_after_dockerd_restarts() {
     let log = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
     assert!(log.contains("engine events unavailable"), "{log}");
 
-    // And the stream works again: a kill is reported from its event.
-    composer.wait_until(EVENT_BOUND, "b running again", || {
-        engine.all_in_state(std::slice::from_ref(&b), true)
+    // And the stream came back by itself: events are heard again after the
+    // outage was (the engine's own restarts of the containers).
+    composer.wait_until(EVENT_BOUND, "an engine event after the outage", || {
+        let log = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
+        let lost = log.find("engine events unavailable")?;
+        log[lost..].contains("engine event start on").then_some(())
     });
-    let reports = fake
-        .requests()
-        .iter()
-        .filter(|q| q.operation == "UpdateConnectorCurrentStatus")
-        .count();
-    let (code, _) = engine.api("POST", &format!("/containers/{b}/kill"), None, &[]);
-    assert_eq!(code, 204);
-    let t = Instant::now();
-    composer.wait_until(EVENT_BOUND, "b reported stopped after the kill", || {
-        fake.requests()
-            .iter()
-            .filter(|q| q.operation == "UpdateConnectorCurrentStatus")
-            .skip(reports)
-            .any(|q| q.variables.to_string().contains("stopped"))
-            .then_some(())
-    });
-    println!(
-        "after the restart: docker kill -> stopped reported in {:?}",
-        t.elapsed()
-    );
     composer.terminate_ok();
 }
