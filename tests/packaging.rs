@@ -60,6 +60,22 @@ fn text(o: &Output) -> String {
 }
 
 /// Runs and asserts success; returns stdout and stderr together.
+/// `xtm-composer 0.1.0 (commit 0123456789ab, x86_64-unknown-linux-musl)`: the
+/// packaged binary names the commit it was built from and its target.
+fn assert_version(line: &str) {
+    let line = line.trim();
+    let prefix = format!("xtm-composer {VERSION} (commit ");
+    let rest = line
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{line}"));
+    let (commit, target) = rest.split_once(", ").unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{line}"
+    );
+    assert_eq!(target, "x86_64-unknown-linux-musl)", "{line}");
+}
+
 fn ok(cmd: &str, args: &[&str]) -> String {
     let o = run(cmd, args);
     assert!(
@@ -113,10 +129,7 @@ fn the_musl_binary_is_static_and_its_size_is_printed() {
         "{ldd}"
     );
     assert!(!ldd.contains("=>"), "{ldd}");
-    assert_eq!(
-        ok(bin, &["--version"]).trim(),
-        format!("xtm-composer {VERSION}")
-    );
+    assert_version(&ok(bin, &["--version"]));
 }
 
 #[test]
@@ -236,10 +249,7 @@ fn the_deb_installs_verifies_and_removes_cleanly() {
     assert!(Path::new("/usr/share/man/man1/xtm-composer.1.gz").exists());
     let groups = ok("id", &["-nG", "xtm-composer"]);
     assert!(groups.split_whitespace().any(|g| g == "docker"), "{groups}");
-    assert_eq!(
-        ok("/usr/bin/xtm-composer", &["--version"]).trim(),
-        format!("xtm-composer {VERSION}")
-    );
+    assert_version(&ok("/usr/bin/xtm-composer", &["--version"]));
     assert!(
         std::fs::read_to_string("/etc/xtm-composer/default.yaml").unwrap()
             == std::fs::read_to_string("config/default.yaml").unwrap(),
@@ -628,7 +638,7 @@ fn the_scratch_image_runs_version_and_check_as_non_root_with_the_binary_as_pid_1
 
     // No glibc, no shell, nothing but the binary: --version runs.
     let version = docker_ok(&["run", "--rm", "--network=none", &image, "--version"]);
-    assert_eq!(version.trim(), format!("xtm-composer {VERSION}"));
+    assert_version(&version);
 
     let dir = std::env::temp_dir().join(format!("xtm-image-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -59,6 +59,7 @@ fn load_from(dir: PathBuf, env: &[(String, String)]) -> Result<Loaded, Vec<Confi
         return Err(errors);
     };
     errors.extend(settings.validate(&origins));
+    errors.extend(settings.file_problems(&origins));
     warnings.extend(settings.warnings(&origins).iter().map(|w| w.to_string()));
     if !errors.is_empty() {
         return Err(errors);
@@ -736,7 +737,9 @@ mod tests {
         got.sort();
         let mut want = vec![
             format!("manager.execute_schedule = \"0\" {from}: must be at least 1 (seconds)"),
-            format!("manager.logger.console = \"yes\" {from}: expected true or false"),
+            format!(
+                "manager.logger.console = \"sometimes\" {from}: expected true or false (also yes/no, on/off, 1/0)"
+            ),
             format!(
                 "manager.logger.level = \"infos\" {from}: expected one of trace, debug, info, warn, error"
             ),
@@ -790,7 +793,7 @@ mod tests {
             &dir,
             &[
                 ("MANAGER__EXECUTE_SCHEDULE", "soon"),
-                ("OPENCTI__ENABLE", "yes"),
+                ("OPENCTI__ENABLE", "maybe"),
             ],
         );
         assert_eq!(got.len(), 3, "{got:?}");

@@ -8,6 +8,7 @@ mod error;
 mod files;
 mod keys;
 mod load;
+mod named_files;
 mod validate;
 
 pub use error::{ConfigError, Origin, is_secret_key};

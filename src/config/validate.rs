@@ -17,6 +17,13 @@ const DOCKER_PULL: [&str; 3] = ["always", "if-not-present", "never"];
 const SWARM_RESTART: [&str; 3] = ["none", "on-failure", "any"];
 /// OpenCTI marks a manager inactive after 5 minutes without a ping (§8.2).
 const PING_LIMIT: u64 = 300;
+/// Upper bounds (issue 12 item 7): far above any sensible value, low enough
+/// that no `Instant + Duration` or thread count built from them can overflow.
+const MAX_PERIOD: u64 = 86_400;
+const MAX_REQUEST_TIMEOUT: u64 = 3_600;
+const MAX_CONNECT_TIMEOUT: u64 = 600;
+/// Each unit of `max_parallel` is a worker thread.
+const MAX_PARALLEL: usize = 64;
 const PLACEHOLDER: &str = "ChangeMe";
 
 impl Settings {
@@ -101,6 +108,18 @@ impl Findings<'_> {
         }
     }
 
+    /// A period or timeout in seconds, from 1 to `max`.
+    fn seconds(&mut self, key: &str, value: u64, max: u64) {
+        self.positive(key, value);
+        if value > max {
+            self.error(
+                key,
+                Some(&value.to_string()),
+                &format!("must be at most {max} (seconds)"),
+            );
+        }
+    }
+
     fn http_url(&mut self, key: &str, value: &str) {
         if !(value.starts_with("http://") || value.starts_with("https://")) {
             self.error(key, Some(value), "must start with http:// or https://");
@@ -119,7 +138,7 @@ fn check_manager(m: &Manager, f: &mut Findings) {
     if m.name.trim().is_empty() {
         f.error("manager.name", Some(&m.name), "must not be empty");
     }
-    f.positive("manager.execute_schedule", m.execute_schedule);
+    f.seconds("manager.execute_schedule", m.execute_schedule, MAX_PERIOD);
     f.positive("manager.ping_alive_schedule", m.ping_alive_schedule);
     if m.ping_alive_schedule >= PING_LIMIT {
         f.error(
@@ -128,18 +147,16 @@ fn check_manager(m: &Manager, f: &mut Findings) {
             "must be below 300: OpenCTI marks a manager inactive after 5 minutes without a ping",
         );
     }
-    if m.max_parallel == 0 {
-        f.error("manager.max_parallel", Some("0"), "must be at least 1");
+    if m.max_parallel == 0 || m.max_parallel > MAX_PARALLEL {
+        f.error(
+            "manager.max_parallel",
+            Some(&m.max_parallel.to_string()),
+            &format!("must be from 1 to {MAX_PARALLEL} (one worker thread each)"),
+        );
     }
     f.one_of("manager.logger.level", &m.logger.level, &LEVELS);
     f.one_of("manager.logger.format", &m.logger.format, &FORMATS);
-    if !m.logger.directory && !m.logger.console {
-        f.warn(
-            "manager.logger.console",
-            Some("false"),
-            "and manager.logger.directory is false too: the composer logs nothing",
-        );
-    }
+    check_logger(m, f);
     if let (Some(_), Some(path)) = (&m.credentials_key, &m.credentials_key_filepath) {
         f.warn(
             "manager.credentials_key_filepath",
@@ -156,6 +173,29 @@ fn check_manager(m: &Manager, f: &mut Findings) {
     }
 }
 
+/// Where the log goes: a setting that silently produces no output is named.
+fn check_logger(m: &Manager, f: &mut Findings) {
+    let l = &m.logger;
+    let file = l.file.as_deref().is_some_and(|p| !p.trim().is_empty());
+    if file && !l.directory {
+        f.warn(
+            "manager.logger.directory",
+            Some("false"),
+            "turns the log file off, so manager.logger.file is not written: \
+             set directory: true to write it",
+        );
+    }
+    let writes_file = file && l.directory;
+    if !l.console && !writes_file {
+        f.warn(
+            "manager.logger.console",
+            Some("false"),
+            "and no log file is written (manager.logger.file unset or directory false): \
+             the composer logs nothing; set console: true, or name a file",
+        );
+    }
+}
+
 fn check_platform(s: &Settings, kind: PlatformKind, f: &mut Findings) {
     let name = kind.as_str();
     let p = s.platform(kind);
@@ -163,9 +203,15 @@ fn check_platform(s: &Settings, kind: PlatformKind, f: &mut Findings) {
     if let Some(url) = &p.connector_url {
         f.http_url(&format!("{name}.connector_url"), url);
     }
-    f.positive(&format!("{name}.logs_schedule"), p.logs_schedule);
-    f.positive(&format!("{name}.request_timeout"), p.request_timeout);
-    f.positive(&format!("{name}.connect_timeout"), p.connect_timeout);
+    f.seconds(
+        &format!("{name}.logs_schedule"),
+        p.logs_schedule,
+        MAX_PERIOD,
+    );
+    let request = (p.request_timeout, MAX_REQUEST_TIMEOUT);
+    f.seconds(&format!("{name}.request_timeout"), request.0, request.1);
+    let connect = (p.connect_timeout, MAX_CONNECT_TIMEOUT);
+    f.seconds(&format!("{name}.connect_timeout"), connect.0, connect.1);
     check_token(name, p, f);
     if kind == PlatformKind::OpenCti && p.tenant_id.is_some() {
         f.warn(
@@ -302,6 +348,12 @@ fn check_portainer(name: &str, p: &PlatformSettings, f: &mut Findings) {
 }
 
 fn check_kubernetes(key: &str, k8s: &KubernetesSettings, f: &mut Findings) {
+    if let Some(t) = k8s.request_timeout {
+        f.seconds(&format!("{key}.request_timeout"), t, MAX_REQUEST_TIMEOUT);
+    }
+    if let Some(t) = k8s.connect_timeout {
+        f.seconds(&format!("{key}.connect_timeout"), t, MAX_CONNECT_TIMEOUT);
+    }
     if let Some(policy) = &k8s.image_pull_policy
         && !K8S_PULL.contains(&policy.as_str())
     {
