@@ -445,6 +445,63 @@ mod tests {
     }
 
     #[test]
+    fn periods_timeouts_and_parallelism_have_upper_bounds() {
+        let mut s = Settings::default();
+        s.manager.execute_schedule = 86_401;
+        s.manager.max_parallel = 65;
+        s.opencti.logs_schedule = u64::MAX;
+        s.opencti.request_timeout = 3_601;
+        s.opencti.connect_timeout = 601;
+        s.opencti.daemon.kubernetes = Some(KubernetesSettings {
+            request_timeout: Some(0),
+            connect_timeout: Some(10_000),
+            ..KubernetesSettings::default()
+        });
+        assert_eq!(
+            keys_of(&s.validate(&origins())),
+            [
+                "manager.execute_schedule",
+                "manager.max_parallel",
+                "opencti.logs_schedule",
+                "opencti.request_timeout",
+                "opencti.connect_timeout",
+                "opencti.daemon.kubernetes.request_timeout",
+                "opencti.daemon.kubernetes.connect_timeout",
+            ]
+        );
+        let mut s = Settings::default();
+        s.manager.execute_schedule = 86_400;
+        s.manager.max_parallel = 64;
+        s.opencti.request_timeout = 3_600;
+        assert_eq!(s.validate(&origins()), vec![]);
+    }
+
+    #[test]
+    fn a_log_setting_that_writes_nothing_is_warned_about() {
+        let warned = |s: &Settings| -> Vec<String> {
+            s.warnings(&origins())
+                .iter()
+                .filter(|w| w.key.starts_with("manager.logger"))
+                .map(|w| w.key.clone())
+                .collect()
+        };
+        let mut s = Settings::default();
+        assert!(warned(&s).is_empty());
+        s.manager.logger.file = Some("/var/log/xtm-composer/composer.log".into());
+        s.manager.logger.directory = false;
+        assert_eq!(warned(&s), ["manager.logger.directory"]);
+        s.manager.logger.console = false;
+        assert_eq!(
+            warned(&s),
+            ["manager.logger.directory", "manager.logger.console"]
+        );
+        s.manager.logger.directory = true;
+        assert!(warned(&s).is_empty());
+        s.manager.logger.file = None;
+        assert_eq!(warned(&s), ["manager.logger.console"]);
+    }
+
+    #[test]
     fn nothing_enabled_is_an_error() {
         let mut s = Settings::default();
         s.opencti.enable = false;
