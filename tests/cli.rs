@@ -630,3 +630,98 @@ fn a_configuration_that_logs_nothing_is_said_on_stderr() {
         "{t}"
     );
 }
+
+/// `name: value` pairs of a Kubernetes env block; `valueFrom` entries get `secret`.
+fn env_block(yaml: &str, secret: &str) -> Vec<(String, String)> {
+    let doc: serde_json::Value = serde_norway::from_str(yaml).unwrap();
+    let env = doc
+        .pointer("/spec/template/spec/containers/0/env")
+        .or_else(|| doc.get("env"))
+        .and_then(|e| e.as_array())
+        .cloned()
+        .unwrap_or_else(|| panic!("no env block in\n{yaml}"));
+    env.iter()
+        .map(|e| {
+            let value = match e.get("value") {
+                Some(v) => v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                None => secret.to_string(),
+            };
+            (e["name"].as_str().unwrap().to_string(), value)
+        })
+        .collect()
+}
+
+/// Issue 14: the existing composer's own files, as its repository and documentation
+/// publish them, load here with no configuration error (docs/migrating.md).
+#[test]
+fn the_existing_composers_documented_files_load_without_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let existing = "tests/fixtures/config/existing/default.yaml";
+    let swap = std::path::Path::new("tests/fixtures/config/swap");
+    let dir = temp_dir("swap-files");
+    std::fs::copy(existing, dir.join("default.yaml")).unwrap();
+    // The documented key path is a placeholder: a real file stands in for it.
+    let key = dir.join("private_key_4096.pem");
+    std::fs::write(&key, test_key()).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let key = key.to_str().unwrap().to_string();
+    let with_key = |mut env: Vec<(String, String)>| {
+        env.retain(|(k, _)| k != "MANAGER__CREDENTIALS_KEY_FILEPATH");
+        env.push(("MANAGER__CREDENTIALS_KEY_FILEPATH".into(), key.clone()));
+        env
+    };
+    let check = |label: &str, config: &PathBuf, env: &[(String, String)]| {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let o = run(&["check", "--config", config.to_str().unwrap()], &env);
+        let t = text(&o);
+        assert!(t.contains("✔ configuration"), "{label}:\n{t}");
+        assert!(t.contains("✔ private key"), "{label}:\n{t}");
+        assert!(!t.contains("unknown key"), "{label}:\n{t}");
+        t
+    };
+
+    // Quick start, option A: config/production.yaml over the shipped default.yaml.
+    let with_profile = temp_dir("swap-profile");
+    std::fs::copy(existing, with_profile.join("default.yaml")).unwrap();
+    std::fs::copy(
+        swap.join("production.yaml"),
+        with_profile.join("production.yaml"),
+    )
+    .unwrap();
+    check("production.yaml", &with_profile, &with_key(Vec::new()));
+
+    // Quick start, option B: the exported variables.
+    let exported: Vec<(String, String)> = std::fs::read_to_string(swap.join("quick-start.env"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.to_string(), v.trim_matches('"').to_string())
+        })
+        .collect();
+    assert_eq!(exported.len(), 6);
+    check("quick-start.env", &dir, &with_key(exported));
+
+    // Its Kubernetes manifest's env block: loads, and the one-underscore names are pointed out.
+    let block = env_block(
+        &std::fs::read_to_string(swap.join("kubernetes-env.yaml")).unwrap(),
+        "unused",
+    );
+    let t = check("kubernetes-env.yaml", &dir, &with_key(block));
+    assert!(t.contains("MANAGER_ID") && t.contains("MANAGER__ID"), "{t}");
+
+    // And this project's own manifest's env block, its Secret values standing in.
+    let ours = env_block(
+        &std::fs::read_to_string("packaging/kubernetes/deployment.yaml").unwrap(),
+        "from-the-secret",
+    );
+    let ours: Vec<(String, String)> = ours
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "MANAGER__CREDENTIALS_KEY" => (k, test_key()),
+            _ => (k, v),
+        })
+        .collect();
+    check("packaging/kubernetes/deployment.yaml", &dir, &ours);
+}

@@ -266,6 +266,7 @@ impl Layers {
         for (name, value) in vars {
             let segments: Vec<String> = name.split("__").map(str::to_lowercase).collect();
             if segments.len() < 2 || !keys::TOP.contains(&segments[0].as_str()) {
+                self.warn_single_underscore(name);
                 continue;
             }
             let origin = Origin::Env(name.clone());
@@ -292,6 +293,26 @@ impl Layers {
             }
         }
         (tree, origins)
+    }
+
+    /// `MANAGER_ID`, `OPENCTI_URL`: ignored here as by the existing composer (its
+    /// own development manifest sets them so), but almost surely meant as `MANAGER__ID`.
+    fn warn_single_underscore(&mut self, name: &str) {
+        let lower = name.to_lowercase();
+        let Some((top, rest)) = lower.split_once('_') else {
+            return;
+        };
+        let key = format!("{top}.{rest}");
+        if name.contains("__") || !keys::TOP.contains(&top) || keys::kind_of(&key).is_none() {
+            return;
+        }
+        let meant = format!("{}__{}", &name[..top.len()], &name[top.len() + 1..]);
+        self.warn(
+            &key,
+            None,
+            Origin::Env(name.to_string()),
+            format!("ignored: one underscore; the composer reads {meant} (two underscores)"),
+        );
     }
 
     fn merge_map(
@@ -806,6 +827,28 @@ mod tests {
         std::fs::write(dir.0.join("default.yaml"), "manager:\n  name_prefix: xtm\n").unwrap();
         std::fs::write(dir.0.join("production.yaml"), "manager:\n  name_prefix:\n").unwrap();
         assert_eq!(load_ok(&dir.0, &[]).settings.manager.name_prefix, None);
+    }
+
+    #[test]
+    fn single_underscore_names_of_known_keys_are_ignored_with_a_hint() {
+        let loaded = load_ok(
+            &fixture("layered"),
+            &[
+                ("MANAGER_ID", "x"),
+                ("OPENCTI_URL", "http://x"),
+                ("OPENCTI_HOSTNAME", "x"),
+                ("PATH", "/bin"),
+            ],
+        );
+        assert_eq!(loaded.settings.manager.id, "base-id");
+        let hints: Vec<_> = loaded
+            .warnings
+            .iter()
+            .filter(|w| w.contains("one underscore"))
+            .collect();
+        assert_eq!(hints.len(), 2, "{hints:?}");
+        assert!(hints[0].contains("MANAGER__ID"), "{hints:?}");
+        assert!(hints[1].contains("OPENCTI__URL"), "{hints:?}");
     }
 
     #[test]
