@@ -737,6 +737,50 @@ mod tests {
         }
     }
 
+    /// The keys documented in docs/configuration.md: the first cell of each table
+    /// row, where a bare name (`retry_attempts`) is a sibling of the key before it.
+    fn documented_keys() -> std::collections::BTreeSet<String> {
+        let docs = include_str!("../../docs/configuration.md");
+        let mut keys = std::collections::BTreeSet::new();
+        for row in docs.lines().filter(|l| l.starts_with("| `")) {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            let mut last = String::new();
+            for token in first.split('`').skip(1).step_by(2) {
+                let token = token
+                    .replacen("opencti.", "{p}.", 1)
+                    .replacen("openaev.", "{p}.", 1);
+                let key = if token.starts_with("manager.") || token.starts_with("{p}.") {
+                    token
+                } else if let Some((parent, _)) = last.rsplit_once('.') {
+                    format!("{parent}.{token}")
+                } else {
+                    continue;
+                };
+                last.clone_from(&key);
+                keys.insert(key);
+            }
+        }
+        keys
+    }
+
+    /// docs/configuration.md is a copy of the key table: it must name every key,
+    /// and no key the table does not know (issue 14, "Structure").
+    #[test]
+    fn the_configuration_reference_documents_exactly_the_known_keys() {
+        let known: std::collections::BTreeSet<String> = MANAGER
+            .iter()
+            .map(|k| format!("manager.{}", k.name))
+            .chain(PLATFORM.iter().map(|k| format!("{{p}}.{}", k.name)))
+            .collect();
+        let documented = documented_keys();
+        let undocumented: Vec<_> = known.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&known).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "not in docs/configuration.md: {undocumented:?}; documented but not known: {unknown:?}"
+        );
+    }
+
     /// Two PEM-looking key files, written once per test run.
     fn pem_files() -> [&'static str; 2] {
         ["a", "b"].map(|n| {

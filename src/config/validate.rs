@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use super::error::{ConfigError, Origin};
 use super::load::origin_at;
 use super::{DockerOptions, KubernetesSettings, Manager, PlatformSettings, Selector, Settings};
+use crate::orchestrator::docker::PullPolicy;
 use crate::platform::PlatformKind;
 
 const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 const FORMATS: [&str; 2] = ["json", "pretty"];
 const K8S_PULL: [&str; 3] = ["Always", "IfNotPresent", "Never"];
-const DOCKER_PULL: [&str; 3] = ["always", "if-not-present", "never"];
 const SWARM_RESTART: [&str; 3] = ["none", "on-failure", "any"];
 /// OpenCTI marks a manager inactive after 5 minutes without a ping (§8.2).
 const PING_LIMIT: u64 = 300;
@@ -227,6 +227,10 @@ fn check_platform(s: &Settings, kind: PlatformKind, f: &mut Findings) {
         check_kubernetes(&format!("{name}.daemon.kubernetes"), k8s, f);
     }
     check_shared_sections(s, kind, f);
+    if let Some(pull) = p.daemon.swarm.as_ref().and_then(|s| s.get("pull_policy")) {
+        let key = format!("{name}.daemon.swarm.pull_policy");
+        check_pull_policy(&key, pull.as_str(), f);
+    }
     if let Some(restart) = p
         .daemon
         .swarm
@@ -383,10 +387,24 @@ fn check_kubernetes(key: &str, k8s: &KubernetesSettings, f: &mut Findings) {
     }
 }
 
-fn check_docker(key: &str, docker: &DockerOptions, f: &mut Findings) {
-    if let Some(policy) = &docker.pull_policy {
-        f.one_of(&format!("{key}.pull_policy"), policy, &DOCKER_PULL);
+/// A pull policy as the orchestrators read it (one parser: `PullPolicy::parse`,
+/// which also takes the Kubernetes spellings such as `IfNotPresent`).
+fn check_pull_policy(key: &str, policy: Option<&str>, f: &mut Findings) {
+    if let Err(value) = PullPolicy::parse(policy) {
+        f.error(
+            key,
+            Some(&value),
+            "expected one of always, if-not-present, never",
+        );
     }
+}
+
+fn check_docker(key: &str, docker: &DockerOptions, f: &mut Findings) {
+    check_pull_policy(
+        &format!("{key}.pull_policy"),
+        docker.pull_policy.as_deref(),
+        f,
+    );
     if let Some(policy) = &docker.restart_policy
         && !is_restart_policy(policy)
     {
@@ -396,13 +414,16 @@ fn check_docker(key: &str, docker: &DockerOptions, f: &mut Findings) {
             "expected one of no, on-failure, on-failure:N, unless-stopped, always",
         );
     }
+    // The schemes the Docker client takes (`Client::from_host`).
     if let Some(host) = &docker.host
-        && !(host.starts_with("unix://") || host.starts_with("tcp://"))
+        && !["unix://", "tcp://", "http://"]
+            .iter()
+            .any(|scheme| host.starts_with(scheme))
     {
         f.error(
             &format!("{key}.host"),
             Some(host),
-            "expected unix:///path/to/docker.sock or tcp://host:port",
+            "expected unix:///path/to/docker.sock, tcp://host:port or http://host:port",
         );
     }
 }
@@ -575,7 +596,9 @@ mod tests {
         for (pull, restart, bad) in [
             ("always", "on-failure:5", 0),
             ("never", "unless-stopped", 0),
-            ("IfNotPresent", "on-failure:", 2),
+            // The orchestrator's own parser takes the Kubernetes spelling too.
+            ("IfNotPresent", "on-failure:", 1),
+            ("sometimes", "always", 1),
             ("if-not-present", "sometimes", 1),
         ] {
             let mut s = Settings::default();
@@ -586,6 +609,25 @@ mod tests {
             });
             assert_eq!(s.validate(&origins()).len(), bad, "{pull} {restart}");
         }
+    }
+
+    #[test]
+    fn validation_takes_what_the_orchestrators_take() {
+        // The Docker client accepts http:// engine addresses; the swarm pull policy is
+        // read by the same parser as docker's, so both are checked here, not at construction.
+        let mut s = Settings::default();
+        s.opencti.daemon.docker = Some(DockerOptions {
+            host: Some("http://127.0.0.1:2375".into()),
+            pull_policy: Some("Never".into()),
+            ..DockerOptions::default()
+        });
+        s.opencti.daemon.swarm = Some(serde_json::json!({"pull_policy": "IfNotPresent"}));
+        assert_eq!(s.validate(&origins()), vec![]);
+        s.opencti.daemon.swarm = Some(serde_json::json!({"pull_policy": "sometimes"}));
+        assert_eq!(
+            keys_of(&s.validate(&origins())),
+            ["opencti.daemon.swarm.pull_policy"]
+        );
     }
 
     #[test]
