@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::error::{ConfigError, Origin};
 use super::load::origin_at;
 use super::{DockerOptions, KubernetesSettings, Manager, PlatformSettings, Selector, Settings};
-use crate::orchestrator::docker::PullPolicy;
+use crate::orchestrator::docker::{ApiVersion, PullPolicy, parse_restart_policy};
 use crate::platform::PlatformKind;
 
 const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
@@ -338,6 +338,18 @@ fn check_portainer(name: &str, p: &PlatformSettings, f: &mut Findings) {
             "is required with selector portainer: the Portainer environment (endpoint) id",
         );
     }
+    if let Some(version) = portainer
+        .api_version
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+        && ApiVersion::parse(version).is_none()
+    {
+        f.error(
+            &format!("{key}.api_version"),
+            Some(version),
+            "expected an Engine API version such as v1.44",
+        );
+    }
     if portainer
         .api_key
         .as_ref()
@@ -405,8 +417,9 @@ fn check_docker(key: &str, docker: &DockerOptions, f: &mut Findings) {
         docker.pull_policy.as_deref(),
         f,
     );
+    // The orchestrator's own parser: what it takes is what passes here.
     if let Some(policy) = &docker.restart_policy
-        && !is_restart_policy(policy)
+        && parse_restart_policy(Some(policy)).is_none()
     {
         f.error(
             &format!("{key}.restart_policy"),
@@ -425,13 +438,6 @@ fn check_docker(key: &str, docker: &DockerOptions, f: &mut Findings) {
             Some(host),
             "expected unix:///path/to/docker.sock, tcp://host:port or http://host:port",
         );
-    }
-}
-
-fn is_restart_policy(policy: &str) -> bool {
-    match policy.strip_prefix("on-failure:") {
-        Some(n) => !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
-        None => matches!(policy, "no" | "on-failure" | "unless-stopped" | "always"),
     }
 }
 
@@ -627,6 +633,26 @@ mod tests {
         assert_eq!(
             keys_of(&s.validate(&origins())),
             ["opencti.daemon.swarm.pull_policy"]
+        );
+    }
+
+    #[test]
+    fn a_portainer_api_version_is_checked_with_the_other_values() {
+        let mut s = Settings::default();
+        s.opencti.daemon.selector = Selector::Portainer;
+        s.opencti.daemon.portainer = Some(PortainerSettings {
+            api: Some("https://p:9443".into()),
+            env_id: Some("3".into()),
+            api_version: Some("latest".into()),
+            ..PortainerSettings::default()
+        });
+        s.manager.execute_schedule = 0;
+        assert_eq!(
+            keys_of(&s.validate(&origins())),
+            [
+                "manager.execute_schedule",
+                "opencti.daemon.portainer.api_version"
+            ]
         );
     }
 
