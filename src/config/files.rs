@@ -354,8 +354,8 @@ mod tests {
         );
         let swarm = s.opencti.daemon.swarm.as_ref().unwrap();
         assert_eq!(
-            swarm,
-            &serde_json::json!({"restart_delay": 5000000000_i64, "dns": ["8.8.8.8"]})
+            (swarm.restart_delay, swarm.dns.as_slice()),
+            (Some(5_000_000_000), &["8.8.8.8".to_string()][..])
         );
     }
 

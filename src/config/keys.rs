@@ -684,10 +684,7 @@ mod tests {
             (Some("nofile"), Some(1024), Some(2048))
         );
         let swarm = s.openaev.daemon.swarm.as_ref().unwrap();
-        assert_eq!(
-            swarm["placement_constraints"],
-            serde_json::json!(["node.role==worker"])
-        );
+        assert_eq!(swarm.placement_constraints, ["node.role==worker"]);
         assert_eq!(
             loaded.origin("opencti.https_proxy_ca.1"),
             Origin::Env("OPENCTI__HTTPS_PROXY_CA__1".into())

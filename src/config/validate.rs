@@ -227,22 +227,16 @@ fn check_platform(s: &Settings, kind: PlatformKind, f: &mut Findings) {
         check_kubernetes(&format!("{name}.daemon.kubernetes"), k8s, f);
     }
     check_shared_sections(s, kind, f);
-    if let Some(pull) = p.daemon.swarm.as_ref().and_then(|s| s.get("pull_policy")) {
-        let key = format!("{name}.daemon.swarm.pull_policy");
-        check_pull_policy(&key, pull.as_str(), f);
-    }
-    if let Some(restart) = p
-        .daemon
-        .swarm
-        .as_ref()
-        .and_then(|s| s.get("restart_condition"))
-    {
-        let text = restart.as_str().unwrap_or_default();
-        f.one_of(
-            &format!("{name}.daemon.swarm.restart_condition"),
-            text,
-            &SWARM_RESTART,
+    if let Some(swarm) = &p.daemon.swarm {
+        let key = format!("{name}.daemon.swarm");
+        check_pull_policy(
+            &format!("{key}.pull_policy"),
+            swarm.pull_policy.as_deref(),
+            f,
         );
+        if let Some(restart) = &swarm.restart_condition {
+            f.one_of(&format!("{key}.restart_condition"), restart, &SWARM_RESTART);
+        }
     }
 }
 
@@ -627,9 +621,13 @@ mod tests {
             pull_policy: Some("Never".into()),
             ..DockerOptions::default()
         });
-        s.opencti.daemon.swarm = Some(serde_json::json!({"pull_policy": "IfNotPresent"}));
+        let swarm = |policy: &str| crate::config::SwarmOptions {
+            pull_policy: Some(policy.into()),
+            ..crate::config::SwarmOptions::default()
+        };
+        s.opencti.daemon.swarm = Some(swarm("IfNotPresent"));
         assert_eq!(s.validate(&origins()), vec![]);
-        s.opencti.daemon.swarm = Some(serde_json::json!({"pull_policy": "sometimes"}));
+        s.opencti.daemon.swarm = Some(swarm("sometimes"));
         assert_eq!(
             keys_of(&s.validate(&origins())),
             ["opencti.daemon.swarm.pull_policy"]
