@@ -67,7 +67,9 @@ fn built_orchestrator(
             .docker_options(kind)
             .and_then(|o| o.host.as_deref());
         let env_host = std::env::var("DOCKER_HOST").ok();
-        crate::orchestrator::docker::client::resolve_host(configured, env_host.as_deref())
+        let host =
+            crate::orchestrator::docker::client::resolve_host(configured, env_host.as_deref());
+        crate::http::without_userinfo(&host)
     };
     let built: Result<(Arc<dyn Orchestrator>, String), _> =
         match daemon.selector {
@@ -76,6 +78,7 @@ fn built_orchestrator(
             Selector::Portainer => Portainer::new(settings, kind).map(|p| {
                 let at = daemon.portainer.as_ref();
                 let api = at.and_then(|p| p.api.as_deref()).unwrap_or("-");
+                let api = crate::http::without_userinfo(api);
                 let env_id = at.and_then(|p| p.env_id.as_deref()).unwrap_or("-");
                 (
                     Arc::new(p) as _,
@@ -216,7 +219,10 @@ fn fatal(settings: &Settings, message: &str) {
 fn started_line(settings: &Settings, targets: &[Target]) -> String {
     let platforms: Vec<String> = targets
         .iter()
-        .map(|(kind, at)| format!("{kind} {} -> {at}", settings.platform(*kind).url))
+        .map(|(kind, at)| {
+            let url = crate::http::without_userinfo(&settings.platform(*kind).url);
+            format!("{kind} {url} -> {at}")
+        })
         .collect();
     format!(
         "xtm-composer {} started, manager {}: {}",

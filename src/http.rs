@@ -407,8 +407,8 @@ impl Target {
     }
 }
 
-/// The URL with any `user:password@` replaced by `***@`, for messages.
-fn without_userinfo(url: &str) -> String {
+/// The URL with any `user:password@` replaced by `***@`, for messages and log lines.
+pub fn without_userinfo(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {

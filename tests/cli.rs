@@ -583,6 +583,27 @@ fn run_and_check_list_a_bad_value_a_missing_key_file_and_a_missing_ca_together()
 }
 
 #[test]
+fn the_start_line_never_shows_credentials_of_a_url() {
+    let lines = startup_lines(
+        "start-line-userinfo",
+        &[
+            ("OPENCTI__URL", "http://user:s3cr3t@127.0.0.1:9"),
+            ("OPENCTI__DAEMON__SELECTOR", "docker"),
+            (
+                "OPENCTI__DAEMON__DOCKER__HOST",
+                "unix:///nonexistent/xtm.sock",
+            ),
+        ],
+    );
+    let all = lines.join("\n");
+    assert!(
+        all.contains("opencti http://***@127.0.0.1:9 -> docker"),
+        "{all}"
+    );
+    assert!(!all.contains("s3cr3t"), "{all}");
+}
+
+#[test]
 fn the_start_line_names_platform_url_orchestrator_and_engine() {
     let lines = startup_lines(
         "start-line",
