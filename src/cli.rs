@@ -7,12 +7,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use std::time::Duration;
+
 use crossbeam_channel::{Receiver, bounded};
 
 use crate::config::{self, Loaded, Selector, Settings};
 use crate::crypto::{Decryptor, Key};
 use crate::engine::{Decrypt, Engine, Options};
 use crate::env;
+use crate::liveness::Loops;
 use crate::logs::{self, LogJob};
 use crate::notify::{self, Notifier};
 use crate::orchestrator::Orchestrator;
@@ -21,6 +24,8 @@ use crate::orchestrator::kubernetes::Kubernetes;
 use crate::orchestrator::portainer::Portainer;
 use crate::orchestrator::swarm::Swarm;
 use crate::platform::{Platform, PlatformKind, openaev, opencti};
+use crate::pool;
+use crate::reconcile::Policy;
 
 /// Exit status for configuration and start-up errors.
 const EXIT_CONFIG: u8 = 2;
@@ -122,6 +127,24 @@ fn enabled(settings: &Settings) -> Vec<PlatformKind> {
         .collect()
 }
 
+/// The longest legitimate gap of a platform loop step: one platform call
+/// (connect + request timeout) and one engine listing, with room to spare.
+fn step_limit(settings: &Settings, kind: PlatformKind) -> Duration {
+    let p = settings.platform(kind);
+    Duration::from_secs(
+        p.connect_timeout
+            .saturating_add(p.request_timeout)
+            .saturating_add(ENGINE_CALL.as_secs())
+            .saturating_add(30),
+    )
+}
+
+/// The longest the engine may take for one call (Docker's request timeout).
+const ENGINE_CALL: Duration = Duration::from_secs(120);
+/// The longest one connector's actions may legitimately take: a pull (one
+/// hour, the pull timeout) plus create, start and a status report.
+const ACTION_LIMIT: Duration = Duration::from_secs(3600 + 300);
+
 /// Builds one engine per enabled platform.
 ///
 /// # Errors
@@ -158,13 +181,19 @@ fn engines_and_targets(
         targets.push((kind, target));
         let ca = p.with_proxy && !p.https_proxy_ca.is_empty();
         let options = Options {
-            execute_every: std::time::Duration::from_secs(m.execute_schedule),
-            ping_every: std::time::Duration::from_secs(m.ping_alive_schedule),
-            logs_every: std::time::Duration::from_secs(p.logs_schedule),
+            execute_every: Duration::from_secs(m.execute_schedule),
+            ping_every: Duration::from_secs(m.ping_alive_schedule),
+            logs_every: Duration::from_secs(p.logs_schedule),
             max_parallel: m.max_parallel,
             name_prefix: m.name_prefix.clone(),
             show_env_vars: m.debug.show_env_vars,
             show_sensitive_env_vars: m.debug.show_sensitive_env_vars,
+            policy: Policy {
+                removal_grace: Duration::from_secs(m.removal_grace),
+                crash_loop_stop_after: m.crash_loop.stop_after,
+            },
+            step_limit: step_limit(settings, kind),
+            action_limit: ACTION_LIMIT,
         };
         let ctx = env::Context::new(settings, kind, process_env, ca);
         let decrypt: Arc<dyn Decrypt> = decryptor.clone();
@@ -225,25 +254,22 @@ fn started_line(settings: &Settings, targets: &[Target]) -> String {
         })
         .collect();
     format!(
-        "xtm-composer {} started, manager {}: {}",
+        "xtm-composer {} started, manager {}, {} worker(s): {}",
         crate::VERSION,
         settings.manager.id,
+        settings.manager.max_parallel,
         platforms.join("; ")
     )
 }
 
-fn spawn_engine(
-    mut engine: Engine,
-    shutdown: Receiver<()>,
-    beat: Arc<dyn Fn() + Send + Sync>,
-) -> std::io::Result<JoinHandle<()>> {
-    let name = format!("{}-loop", engine.platform.kind());
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(name)
-        .spawn(move || engine.run(&shutdown, &*beat))
+        .stack_size(crate::engine::LOOP_STACK)
+        .spawn(f)
 }
 
-/// `run`: until SIGTERM/SIGINT. `beat` is called by each loop after every wake-up.
+/// `run`: until SIGTERM/SIGINT. `beat` is called whenever every loop is fresh.
 pub fn run(
     dir: Option<&Path>,
     env: &[(String, String)],
@@ -254,29 +280,57 @@ pub fn run(
         Err(code) => return code,
     };
     let notifier = Arc::new(Notifier::from_env(env));
-    let beat = with_watchdog(beat, &notifier);
     let (stop_tx, stop_rx) = bounded::<()>(0);
     let (log_tx, log_rx) = bounded::<LogJob>(LOG_QUEUE);
-    let (engines, targets) = match engines_and_targets(&settings, &decryptor, env, Some(log_tx)) {
+    let (mut engines, targets) = match engines_and_targets(&settings, &decryptor, env, Some(log_tx))
+    {
         Ok(built) => built,
         Err(e) => {
             fatal(&settings, &e);
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // With systemd's watchdog, a loop silent for longer than its interval is stuck.
+    let watchdog = notifier.watchdog_interval();
+    if let Some(interval) = watchdog {
+        log::info!("systemd watchdog: {} s", interval.as_secs());
+        for e in &mut engines {
+            if e.options.step_limit > interval {
+                log::warn!(
+                    "{}: WatchdogSec ({} s) is shorter than the longest legitimate call ({} s): a slow platform or engine may get the process restarted",
+                    e.platform.kind(),
+                    interval.as_secs(),
+                    e.options.step_limit.as_secs()
+                );
+            }
+            e.options.step_limit = interval;
+        }
+    }
+    let shipper_limit = engines
+        .iter()
+        .map(|e| e.options.step_limit)
+        .max()
+        .unwrap_or(ENGINE_CALL);
+    let loops = Loops::default();
     let mut threads = Vec::new();
-    let mut loops = 0;
+    let mut platforms = 0;
+    let mut pool = None;
     let started = crate::signals::spawn(stop_tx).and_then(|_| {
         let (jobs, stop) = (log_rx, stop_rx.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name("log-shipper".into())
-                .spawn(move || logs::run(&jobs, &stop))?,
-        );
+        let shipper_beat = loops.register("log-shipper", shipper_limit);
+        threads.push(spawn("log-shipper".into(), move || {
+            logs::run(&jobs, &stop, &shipper_beat, shipper_limit)
+        })?);
+        let p = pool::Pool::new(settings.manager.max_parallel, POOL_QUEUE, &loops)?;
         for e in engines {
-            loops += 1;
-            threads.push(spawn_engine(e, stop_rx.clone(), Arc::clone(&beat))?);
+            platforms += 1;
+            threads.extend(e.spawn(p.handle(), &stop_rx, &loops)?);
         }
+        pool = Some(p);
+        let (stop, l, n) = (stop_rx.clone(), loops.clone(), Arc::clone(&notifier));
+        threads.push(spawn("watchdog".into(), move || {
+            supervise(&l, &n, &*beat, watchdog, &stop)
+        })?);
         Ok(())
     });
     if let Err(e) = started {
@@ -284,27 +338,57 @@ pub fn run(
         return ExitCode::FAILURE;
     }
     log::info!("{}", started_line(&settings, &targets));
-    warn_on(notifier.ready(&format!("{loops} platform loop(s) running")));
+    warn_on(notifier.ready(&format!("{platforms} platform loop(s) running")));
     // Every loop ends on its own; main only waits for the broadcast.
     let _ = stop_rx.recv();
     warn_on(notifier.stopping());
+    if let Some(p) = pool {
+        threads.extend(p.close());
+    }
     wait_for(threads, SHUTDOWN_GRACE)
 }
 
-/// `beat`, then `WATCHDOG=1` when systemd set `WatchdogSec=` (rate-limited in `notify`).
-fn with_watchdog(
-    beat: Arc<dyn Fn() + Send + Sync>,
-    notifier: &Arc<Notifier>,
-) -> Arc<dyn Fn() + Send + Sync> {
-    let Some(interval) = notifier.watchdog_interval() else {
-        return beat;
-    };
-    log::info!("systemd watchdog: {} s", interval.as_secs());
-    let notifier = Arc::clone(notifier);
-    Arc::new(move || {
-        beat();
-        warn_on(notifier.watchdog());
-    })
+/// Jobs that may wait for a free worker; beyond that a connector waits a cycle.
+const POOL_QUEUE: usize = 1024;
+
+/// Sends `WATCHDOG=1` (and calls `beat`) only while every loop is fresh; says
+/// once which loop went stale and once when all are fresh again.
+fn supervise(
+    loops: &Loops,
+    notifier: &Notifier,
+    beat: &(dyn Fn() + Send + Sync),
+    watchdog: Option<Duration>,
+    shutdown: &Receiver<()>,
+) {
+    let tick = watchdog
+        .map(|w| (w / 4).max(Duration::from_millis(200)))
+        .unwrap_or(Duration::from_secs(5));
+    let mut was_stale = false;
+    loop {
+        let stale = loops.stale(std::time::Instant::now());
+        if stale.is_empty() {
+            if was_stale {
+                log::info!("every loop makes progress again");
+                was_stale = false;
+            }
+            beat();
+            warn_on(notifier.watchdog());
+        } else if !was_stale {
+            let names: Vec<String> = stale
+                .iter()
+                .map(|s| format!("{} ({} s overdue)", s.name, s.overdue.as_secs()))
+                .collect();
+            log::error!(
+                "stuck: {}; the systemd watchdog is no longer fed",
+                names.join(", ")
+            );
+            was_stale = true;
+        }
+        crossbeam_channel::select! {
+            recv(shutdown) -> _ => break,
+            recv(crossbeam_channel::after(tick)) -> _ => {}
+        }
+    }
 }
 
 /// A lost notify datagram is worth a warning, never an exit: systemd acts on it itself.
@@ -317,12 +401,12 @@ fn warn_on(sent: Result<bool, notify::Error>) {
 /// How long loops get to finish the call in flight after SIGTERM. A call still
 /// running then (an image pull, a hung engine) is abandoned: the engine finishes
 /// it on its side, and workloads are never touched by stopping.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
-fn wait_for(threads: Vec<JoinHandle<()>>, grace: std::time::Duration) -> ExitCode {
+fn wait_for(threads: Vec<JoinHandle<()>>, grace: Duration) -> ExitCode {
     let deadline = std::time::Instant::now() + grace;
     while std::time::Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) {
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10));
     }
     let busy = threads.iter().filter(|t| !t.is_finished()).count();
     if busy > 0 {
@@ -333,7 +417,8 @@ fn wait_for(threads: Vec<JoinHandle<()>>, grace: std::time::Duration) -> ExitCod
     ExitCode::SUCCESS
 }
 
-/// `plan`: one listing and one workload list per platform, actions printed, nothing changed.
+/// `plan`: one listing and one workload list per platform, actions printed,
+/// nothing changed — neither the workloads nor the platform (no registration).
 pub fn plan(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
     let (settings, decryptor) = match startup(dir, env) {
         Ok(s) => s,
@@ -347,7 +432,7 @@ pub fn plan(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
         }
     };
     let mut code = ExitCode::SUCCESS;
-    for mut e in engines {
+    for e in engines {
         let kind = e.platform.kind();
         match e.observe_and_plan() {
             Ok((p, _)) => {
@@ -376,7 +461,7 @@ pub fn plan(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
 /// One line per action for `plan`; no env values (they may be secrets).
 pub fn describe(a: &crate::reconcile::Action) -> String {
     use crate::reconcile::Action as A;
-    match a {
+    let what = match a {
         A::Deploy { spec, .. } => format!(
             "deploy {} (connector {}) image {} start={}",
             spec.name, spec.connector_id, spec.image, spec.start
@@ -387,14 +472,16 @@ pub fn describe(a: &crate::reconcile::Action) -> String {
         ),
         A::Start { id, name, .. } => format!("start {name} (connector {id})"),
         A::Stop { id, name, .. } => format!("stop {name} (connector {id})"),
-        A::Remove { name, id, why } => format!("remove {name} (connector {id}, {why:?})"),
+        A::Remove { name, id, .. } => format!("remove {name} (connector {id})"),
         A::Report { id, status } => format!("report connector {id} {}", status.as_str()),
         A::Health { id, health } => format!(
             "health connector {id}: restarts {} since {} reboot-loop {}",
             health.restart_count, health.started_at, health.is_in_reboot_loop
         ),
-        A::ShipLogs { id, name } => format!("ship logs of {name} (connector {id})"),
-    }
+        A::ShipLogs { id, name, .. } => format!("ship logs of {name} (connector {id})"),
+        A::Explain { id, text } => format!("explain to connector {id}: {text}"),
+    };
+    format!("{what}: {}", a.reason())
 }
 
 struct Checks {

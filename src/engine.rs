@@ -1,19 +1,27 @@
-//! One platform's thread: the alive state machine (version → register → ping,
-//! re-register on a version change, CONTRACT §8.2) and the reconcile tick
-//! (list → plan → execute, §8.3). The executor makes one attempt per action,
-//! fans out per connector up to `max_parallel`, and never stops on an error.
+//! One platform's reconcile loop, as a controller: observe (listing + workload
+//! list) → plan (pure, `reconcile`) → dispatch each connector's actions to the
+//! worker pool, never waiting for them. Completions come back on a channel and
+//! feed the planner's memory (backoff, notices). The alive state machine runs
+//! on its own thread (`alive`); `alive_tick` and `cycle` drive both inline for
+//! tests and one-shot commands.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, after, select};
+use std::thread::JoinHandle;
 
+use crossbeam_channel::{Receiver, Sender, after, bounded, select, unbounded};
+
+use crate::alive::{self, Answer, Schedule};
 use crate::env;
+use crate::executor::{Executor, Outcome};
+use crate::liveness::{Beat, Loops};
 use crate::logs::LogJob;
 use crate::orchestrator::{Orchestrator, Workload};
 use crate::platform::{self, Listing, Platform};
-use crate::reconcile::{self, Action, Desired, Level, Memory, Plan, RemoveReason};
+use crate::pool;
+use crate::reconcile::{self, Action, ActionKind, Desired, Level, Memory, Plan, Policy, Stamp};
 use crate::secret::Secret;
 
 /// Decrypts a platform ciphertext; implemented by `crypto::Decryptor`.
@@ -38,28 +46,72 @@ pub struct Options {
     pub name_prefix: Option<String>,
     pub show_env_vars: bool,
     pub show_sensitive_env_vars: bool,
+    pub policy: Policy,
+    /// The longest one loop step may legitimately take (watchdog).
+    pub step_limit: Duration,
+    /// The longest one connector's actions may legitimately take (a pull).
+    pub action_limit: Duration,
 }
 
-/// Where the alive state machine stands.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Alive {
-    /// The platform version last seen; `None` = ask for it (step 1).
-    version: Option<String>,
-    /// Registration succeeded and the platform has not since said otherwise.
-    registered: bool,
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            execute_every: Duration::from_secs(10),
+            ping_every: Duration::from_secs(60),
+            logs_every: Duration::from_secs(10),
+            max_parallel: 4,
+            name_prefix: None,
+            show_env_vars: false,
+            show_sensitive_env_vars: false,
+            policy: Policy::default(),
+            step_limit: Duration::from_secs(300),
+            action_limit: Duration::from_secs(3900),
+        }
+    }
 }
 
-/// Everything one platform thread owns.
+/// The observe step failed: nothing may be planned on it.
+#[derive(Debug)]
+pub enum ObserveError {
+    /// The platform listing failed.
+    Listing(platform::Error),
+    /// The orchestrator's workload list failed.
+    Workloads(crate::orchestrator::Error),
+}
+
+impl std::fmt::Display for ObserveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObserveError::Listing(e) => write!(f, "{e}"),
+            ObserveError::Workloads(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ObserveError {}
+
+/// Everything one platform's reconcile loop owns.
 pub struct Engine {
     pub platform: Arc<dyn Platform>,
     pub orchestrator: Arc<dyn Orchestrator>,
     pub decrypt: Arc<dyn Decrypt>,
     pub env: env::Context,
     pub options: Options,
-    /// The log shipper's queue; `None` ships inline (CLI, tests).
-    pub logs: Option<Sender<LogJob>>,
-    alive: Alive,
+    executor: Arc<Executor>,
+    /// Registration as the alive side last saw it.
+    shared: Arc<alive::Shared>,
+    /// Inline alive state (`alive_tick`), unused once the alive thread runs.
+    alive: (alive::State, alive::Next),
+    /// Tells the alive thread a listing was refused as "not registered".
+    refused: Option<Sender<()>>,
     memory: Memory,
+    in_flight: HashMap<String, Stamp>,
+    done_tx: Sender<Outcome>,
+    done_rx: Receiver<Outcome>,
+    /// Whether "waiting for registration" was said since the last change.
+    waiting_said: bool,
+    /// Inline only: the listing was refused and registration then succeeded.
+    relist: bool,
 }
 
 /// What one cycle did, for logs, tests and the benchmark.
@@ -68,10 +120,6 @@ pub struct CycleReport {
     pub ran: bool,
     pub actions: usize,
     pub failures: usize,
-}
-
-fn stopping(shutdown: &Receiver<()>) -> bool {
-    matches!(shutdown.try_recv(), Err(TryRecvError::Disconnected))
 }
 
 impl Engine {
@@ -84,15 +132,30 @@ impl Engine {
         options: Options,
         logs: Option<Sender<LogJob>>,
     ) -> Engine {
+        let executor = Arc::new(Executor {
+            platform: Arc::clone(&platform),
+            orchestrator: Arc::clone(&orchestrator),
+            logs,
+            show_env_vars: options.show_env_vars,
+            show_sensitive_env_vars: options.show_sensitive_env_vars,
+        });
+        let (done_tx, done_rx) = unbounded();
         Engine {
             platform,
             orchestrator,
             decrypt,
             env,
             options,
-            logs,
-            alive: Alive::default(),
+            executor,
+            shared: Arc::default(),
+            alive: (alive::State::default(), alive::start()),
+            refused: None,
             memory: Memory::default(),
+            in_flight: HashMap::new(),
+            done_tx,
+            done_rx,
+            waiting_said: false,
+            relist: false,
         }
     }
 
@@ -100,142 +163,60 @@ impl Engine {
         self.platform.kind().as_str()
     }
 
-    /// Runs both loops until `shutdown` is closed. First ticks are immediate;
-    /// a slow cycle is followed by a full period, never by catch-up cycles.
-    /// `beat` is called after every wake-up (systemd watchdog).
-    pub fn run(&mut self, shutdown: &Receiver<()>, beat: &dyn Fn()) {
-        let mut next_ping = Instant::now();
-        let mut next_cycle = Instant::now();
-        loop {
-            if stopping(shutdown) {
+    fn schedule(&self) -> Schedule {
+        Schedule {
+            ping_every: self.options.ping_every,
+            ping_reports_current_version: self.platform.ping_reports_current_version(),
+        }
+    }
+
+    /// Inline alive steps until the state machine wants to wait (tests, one-shot).
+    pub fn alive_tick(&mut self) {
+        self.alive_answer(None);
+    }
+
+    fn alive_answer(&mut self, first: Option<Answer>) {
+        let schedule = self.schedule();
+        let mut answer = first;
+        // version → register → ping at most, then a wait.
+        for _ in 0..4 {
+            let a = match answer.take() {
+                Some(a) => a,
+                None => alive::perform(&*self.platform, self.alive.1.call),
+            };
+            let (s, n) = alive::step(&self.alive.0, a, schedule);
+            alive::say(self.name(), n.say.clone());
+            self.shared.set_registered(s.registered);
+            let wait = n.after > Duration::ZERO;
+            self.alive = (s, n);
+            if wait {
                 break;
             }
-            if Instant::now() >= next_ping {
-                self.alive_tick();
-                next_ping = Instant::now() + self.options.ping_every;
-            }
-            if Instant::now() >= next_cycle {
-                let start = Instant::now();
-                self.cycle(shutdown);
-                next_cycle = (start + self.options.execute_every)
-                    .max(Instant::now() + Duration::from_millis(200));
-                if start.elapsed() > self.options.execute_every {
-                    next_cycle = Instant::now() + self.options.execute_every;
-                }
-            }
-            beat();
-            let wait = next_ping
-                .min(next_cycle)
-                .saturating_duration_since(Instant::now());
-            select! {
-                recv(shutdown) -> _ => break,
-                recv(after(wait)) -> _ => {}
-            }
-        }
-        log::info!("{}: loop stopped", self.name());
-    }
-
-    fn register(&mut self) -> bool {
-        match self.platform.register() {
-            Ok(()) => {
-                log::info!("{}: manager registered", self.name());
-                self.alive.registered = true;
-            }
-            Err(e) => {
-                log::error!("{}: registration failed: {e}", self.name());
-                self.alive.registered = false;
-            }
-        }
-        self.alive.registered
-    }
-
-    /// One step of the alive state machine (§8.2).
-    pub fn alive_tick(&mut self) {
-        let Some(known) = self.alive.version.clone() else {
-            match self.platform.version() {
-                Ok(v) => {
-                    log::info!("{}: platform version {v}", self.name());
-                    self.alive.version = Some(v);
-                    self.register();
-                }
-                Err(e) => log::warn!("{}: platform not reachable: {e}", self.name()),
-            }
-            return;
-        };
-        let pinged = self.platform.ping().and_then(|v| {
-            if self.platform.ping_reports_current_version() {
-                Ok(v)
-            } else {
-                self.platform.version()
-            }
-        });
-        match pinged {
-            Ok(v) if v.trim() != known.trim() => {
-                log::info!(
-                    "{}: platform version changed {known} -> {v}: registering again",
-                    self.name()
-                );
-                self.alive.version = Some(v);
-                self.register();
-            }
-            Ok(_) if !self.alive.registered => {
-                self.register();
-            }
-            Ok(_) => log::debug!("{}: ping ok", self.name()),
-            Err(platform::Error::NotRegistered { detail, .. }) => {
-                log::error!(
-                    "{}: platform does not know manager ({detail}): registering again",
-                    self.name()
-                );
-                self.alive.registered = false;
-                self.register();
-            }
-            Err(e) => {
-                // Back to step 1; reconciliation goes on meanwhile (§1: a transient
-                // alive failure does not stop it).
-                log::warn!("{}: ping failed: {e}", self.name());
-                self.alive.version = None;
-            }
         }
     }
 
-    /// True once registration succeeded (the reconcile tick waits for it: D26,
+    /// True once registration succeeded (the reconcile loop waits for it: D26,
     /// and OpenAEV refuses listings from an unknown manager).
     pub fn is_registered(&self) -> bool {
-        self.alive.registered
+        self.shared.registered()
     }
 
-    fn list_connectors(&mut self) -> Result<Listing, platform::Error> {
-        match self.platform.list() {
-            Err(platform::Error::NotRegistered { detail, .. }) => {
-                log::warn!(
-                    "{}: listing refused ({detail}): registering and retrying",
-                    self.name()
-                );
-                self.alive.registered = false;
-                if self.register() {
-                    self.platform.list()
-                } else {
-                    Err(platform::Error::NotRegistered {
-                        op: "list connectors",
-                        detail,
-                    })
-                }
-            }
-            other => other,
-        }
+    /// The planner's memory (for `plan` and tests).
+    pub fn memory(&self) -> &Memory {
+        &self.memory
     }
 
-    /// Observes both sides and plans, without acting.
+    /// Observes both sides and plans, without acting and without registering:
+    /// `plan` stays read-only on the platform too.
     ///
     /// # Errors
-    /// The listing or the workload list failed: nothing may be planned on it.
-    pub fn observe_and_plan(&mut self) -> Result<(Plan, Vec<Desired>), String> {
-        let listing = self.list_connectors().map_err(|e| e.to_string())?;
+    /// The listing or the workload list failed.
+    pub fn observe_and_plan(&self) -> Result<(Plan, Vec<Desired>), ObserveError> {
+        let listing: Listing = self.platform.list().map_err(ObserveError::Listing)?;
         for p in &listing.problems {
             log::warn!("{}: listing: {p}", self.name());
         }
-        let workloads: Vec<Workload> = self.orchestrator.list().map_err(|e| e.to_string())?;
+        let workloads: Vec<Workload> = self.orchestrator.list().map_err(ObserveError::Workloads)?;
         let desired: Vec<Desired> = listing
             .connectors
             .into_iter()
@@ -244,6 +225,7 @@ impl Engine {
                 Desired { connector: c, env }
             })
             .collect();
+        let in_flight: HashSet<String> = self.in_flight.keys().cloned().collect();
         let input = reconcile::Input {
             platform: self.platform.kind(),
             name_prefix: self.options.name_prefix.as_deref(),
@@ -251,6 +233,8 @@ impl Engine {
             desired: &desired,
             workloads: &workloads,
             logs_every: self.options.logs_every,
+            in_flight: &in_flight,
+            policy: self.options.policy,
         };
         Ok((
             reconcile::plan(&input, &self.memory, SystemTime::now()),
@@ -258,199 +242,333 @@ impl Engine {
         ))
     }
 
-    /// One reconcile cycle (§8.3). Errors are logged; nothing stops the loop.
-    pub fn cycle(&mut self, shutdown: &Receiver<()>) -> CycleReport {
-        if !self.alive.registered {
-            log::info!(
-                "{}: waiting for registration before reconciling",
-                self.name()
-            );
-            return CycleReport::default();
+    /// Observes and plans; on success the plan's memory is kept, and each
+    /// connector's stamp returned for its outcome's backoff. Logs why not.
+    fn observe(&mut self) -> Option<(Plan, HashMap<String, Stamp>)> {
+        if !self.shared.registered() {
+            if !self.waiting_said {
+                log::info!(
+                    "{}: waiting for registration before reconciling",
+                    self.name()
+                );
+                self.waiting_said = true;
+            }
+            return None;
         }
-        let (plan, _) = match self.observe_and_plan() {
-            Ok(p) => p,
+        if self.waiting_said {
+            log::info!("{}: registered: reconciling", self.name());
+            self.waiting_said = false;
+        }
+        match self.observe_and_plan() {
+            Ok((plan, desired)) => {
+                for n in &plan.notes {
+                    let id = n.connector.as_deref().unwrap_or("-");
+                    let name = self.name();
+                    match n.level {
+                        Level::Error => log::error!("{name}: connector {id}: {}", n.text),
+                        Level::Warn => log::warn!("{name}: connector {id}: {}", n.text),
+                        Level::Info => log::info!("{name}: connector {id}: {}", n.text),
+                        Level::Debug => log::debug!("{name}: connector {id}: {}", n.text),
+                    }
+                }
+                self.memory = plan.memory.clone();
+                let stamps = desired
+                    .iter()
+                    .map(|d| (d.connector.id.clone(), Stamp::of(&d.connector)))
+                    .collect();
+                Some((plan, stamps))
+            }
+            Err(ObserveError::Listing(platform::Error::NotRegistered { detail, .. })) => {
+                log::warn!("{}: listing refused ({detail}); cycle skipped", self.name());
+                self.shared.set_registered(false);
+                match &self.refused {
+                    Some(tx) => {
+                        let _ = tx.try_send(());
+                    }
+                    None => {
+                        self.alive_answer(Some(Answer::ListingRefused));
+                        self.relist = self.shared.registered();
+                    }
+                }
+                None
+            }
             Err(e) => {
                 log::error!("{}: cycle skipped: {e}", self.name());
-                return CycleReport::default();
-            }
-        };
-        for n in &plan.notes {
-            let id = n.connector.as_deref().unwrap_or("-");
-            match n.level {
-                Level::Error => log::error!("{}: connector {id}: {}", self.name(), n.text),
-                Level::Warn => log::warn!("{}: connector {id}: {}", self.name(), n.text),
-                Level::Info => log::info!("{}: connector {id}: {}", self.name(), n.text),
+                None
             }
         }
+    }
+
+    /// The plan's actions, one group per connector, in plan order.
+    fn groups(actions: Vec<Action>) -> Vec<(String, Vec<Action>)> {
+        let mut groups: Vec<(String, Vec<Action>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for a in actions {
+            let id = a.connector_id().to_string();
+            match index.get(&id) {
+                Some(&i) => groups[i].1.push(a),
+                None => {
+                    index.insert(id.clone(), groups.len());
+                    groups.push((id, vec![a]));
+                }
+            }
+        }
+        groups
+    }
+
+    /// The stamp of `id` in this cycle's listing (an orphan has none).
+    fn stamp(stamps: &HashMap<String, Stamp>, id: &str) -> Stamp {
+        stamps.get(id).cloned().unwrap_or(Stamp {
+            hash: String::new(),
+            requested: platform::Requested::Stopping,
+        })
+    }
+
+    /// One reconcile cycle, inline: plan, run every action, apply the outcomes.
+    /// For tests and one-shot use; `run` never waits like this.
+    pub fn cycle(&mut self, shutdown: &Receiver<()>) -> CycleReport {
+        self.relist = false;
+        let observed = match self.observe() {
+            // Refused as unknown and registered again inline: list once more.
+            None if self.relist => self.observe(),
+            other => other,
+        };
+        let Some((plan, stamps)) = observed else {
+            return CycleReport::default();
+        };
         let actions = plan.actions.len();
-        self.memory = plan.memory;
-        let failed = self.execute(plan.actions, shutdown);
-        for f in &failed {
-            match f {
-                Failed::Health(id) => self.memory.health_failed(id),
-                Failed::Logs(id) => self.memory.logs_failed(id),
-                Failed::Other => {}
+        let mut failures = 0;
+        for (id, group) in Self::groups(plan.actions) {
+            if matches!(
+                shutdown.try_recv(),
+                Err(crossbeam_channel::TryRecvError::Disconnected)
+            ) {
+                break;
+            }
+            self.in_flight.insert(id.clone(), Self::stamp(&stamps, &id));
+            let outcome = self.executor.run(&id, group);
+            failures += outcome.failures();
+            self.complete(outcome);
+        }
+        CycleReport {
+            ran: true,
+            actions,
+            failures,
+        }
+    }
+
+    /// Applies a finished connector's outcome: memory, logs, notices.
+    fn complete(&mut self, outcome: Outcome) {
+        let id = outcome.connector_id.clone();
+        let stamp = self.in_flight.remove(&id);
+        let name = self.name();
+        let now = SystemTime::now();
+        for d in outcome.done {
+            let w = d.workload.as_deref().unwrap_or("-");
+            match d.result {
+                Ok(()) => {
+                    if d.kind.changes_workload() {
+                        self.memory.change_succeeded(&id);
+                        log::info!(
+                            "{name}: connector {id}: {} {w} ({}) in {:.1} s",
+                            d.kind.past(),
+                            d.reason,
+                            d.elapsed.as_secs_f64()
+                        );
+                    } else if d.kind == ActionKind::Report {
+                        log::info!("{name}: connector {id}: reported {}", d.reason);
+                    }
+                }
+                Err(e) if d.kind.changes_workload() => {
+                    let stamp = stamp.clone().unwrap_or(Stamp {
+                        hash: String::new(),
+                        requested: platform::Requested::Stopping,
+                    });
+                    let b = self
+                        .memory
+                        .change_failed(&id, d.kind, stamp, e.to_string(), now)
+                        .clone();
+                    let wait = b.next_at.duration_since(now).unwrap_or_default();
+                    log::error!(
+                        "{name}: connector {id}: {} {w} failed (attempt {}, next try in {} s): {e}",
+                        d.kind,
+                        b.attempts,
+                        wait.as_secs()
+                    );
+                    let notice = reconcile::backoff_notice(&b, now);
+                    if let Err(e) = self.executor.ship(&id, None, Some(notice)) {
+                        log::warn!("{name}: connector {id}: notice not shipped: {e}");
+                    }
+                }
+                Err(e) => {
+                    match d.kind {
+                        ActionKind::Health => self.memory.health_failed(&id),
+                        ActionKind::ShipLogs => self.memory.logs_failed(&id),
+                        _ => {}
+                    }
+                    log::warn!("{name}: connector {id}: {} failed: {e}", d.kind);
+                }
+            }
+        }
+    }
+
+    /// Plans and hands each connector's actions to the pool; returns at once.
+    fn dispatch(&mut self, pool: &pool::Handle) -> CycleReport {
+        while let Ok(o) = self.done_rx.try_recv() {
+            self.complete(o);
+        }
+        let Some((plan, stamps)) = self.observe() else {
+            return CycleReport::default();
+        };
+        let actions = plan.actions.len();
+        for (id, group) in Self::groups(plan.actions) {
+            let stamp = Self::stamp(&stamps, &id);
+            let kinds: Vec<ActionKind> = group.iter().map(Action::kind).collect();
+            let executor = Arc::clone(&self.executor);
+            let done = self.done_tx.clone();
+            let job_id = id.clone();
+            let job = pool::Job {
+                limit: self.options.action_limit,
+                work: Box::new(move || {
+                    let outcome = executor.run(&job_id, group);
+                    let _ = done.send(outcome);
+                }),
+            };
+            match pool.submit(job) {
+                Ok(()) => {
+                    self.in_flight.insert(id, stamp);
+                }
+                Err(refused) => {
+                    log::debug!(
+                        "{}: connector {id}: worker pool {refused:?}; planned again next cycle",
+                        self.name()
+                    );
+                    if kinds.contains(&ActionKind::Health) {
+                        self.memory.health_failed(&id);
+                    }
+                    if kinds.contains(&ActionKind::ShipLogs) {
+                        self.memory.logs_failed(&id);
+                    }
+                }
             }
         }
         CycleReport {
             ran: true,
             actions,
-            failures: failed.len(),
+            failures: 0,
         }
     }
 
-    /// Runs the actions, one connector's actions in order, up to `max_parallel`
-    /// connectors at once.
-    fn execute(&self, actions: Vec<Action>, shutdown: &Receiver<()>) -> Vec<Failed> {
-        let mut groups: Vec<(String, Vec<Action>)> = Vec::new();
-        for a in actions {
-            match groups.iter_mut().find(|(id, _)| id == a.connector_id()) {
-                Some((_, g)) => g.push(a),
-                None => groups.push((a.connector_id().to_string(), vec![a])),
-            }
-        }
-        let queue = Mutex::new(groups.into_iter().map(|(_, g)| g).collect::<VecDeque<_>>());
-        let failed = Mutex::new(Vec::new());
-        let workers = self.options.max_parallel.max(1);
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    loop {
-                        if stopping(shutdown) {
-                            break;
-                        }
-                        let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                        let Some(group) = next else { break };
-                        for a in &group {
-                            if let (Err(f), Ok(mut v)) = (self.apply(a), failed.lock()) {
-                                v.push(f);
-                            }
-                        }
+    /// Runs the reconcile loop until `shutdown` closes: a cycle every
+    /// `execute_every` (first at once; a slow cycle is followed by a full
+    /// period, never by catch-up cycles), completions applied as they come.
+    fn run(
+        mut self,
+        pool: &pool::Handle,
+        shutdown: &Receiver<()>,
+        refused: Sender<()>,
+        shared: Arc<alive::Shared>,
+        beat: &Beat,
+        wake: &Receiver<()>,
+    ) {
+        self.refused = Some(refused);
+        self.shared = shared;
+        let mut wake = wake.clone();
+        let mut next_cycle = Instant::now();
+        loop {
+            beat.waiting(next_cycle, self.options.step_limit);
+            let wait = next_cycle.saturating_duration_since(Instant::now());
+            select! {
+                recv(shutdown) -> _ => break,
+                recv(self.done_rx) -> o => if let Ok(o) = o {
+                    self.complete(o);
+                },
+                // An engine event: observe again soon, once a burst has settled.
+                recv(wake) -> w => match w {
+                    Ok(()) => next_cycle = next_cycle.min(Instant::now() + EVENT_DEBOUNCE),
+                    // No stream (or it ended): polling only.
+                    Err(_) => wake = crossbeam_channel::never(),
+                },
+                recv(after(wait)) -> _ => {
+                    beat.working(self.options.step_limit);
+                    let start = Instant::now();
+                    self.dispatch(pool);
+                    next_cycle = (start + self.options.execute_every)
+                        .max(Instant::now() + Duration::from_millis(200));
+                    // Registration is the alive thread's: look again soon, not a
+                    // whole period later, so the first cycle follows it closely.
+                    if !self.shared.registered() {
+                        next_cycle = next_cycle.min(Instant::now() + REGISTRATION_POLL);
                     }
-                });
-            }
-        });
-        failed.into_inner().unwrap_or_default()
-    }
-
-    fn report(&self, id: &str, status: Option<platform::Status>) -> Result<(), Failed> {
-        let Some(s) = status else { return Ok(()) };
-        self.platform.report_status(id, s).map_err(|e| {
-            log::error!("{}: connector {id}: status report failed: {e}", self.name());
-            Failed::Other
-        })
-    }
-
-    fn apply(&self, a: &Action) -> Result<(), Failed> {
-        let name = self.name();
-        let id = a.connector_id();
-        let done = |what: String, r: Result<(), crate::orchestrator::Error>| match r {
-            Ok(()) => {
-                log::info!("{name}: connector {id}: {what}");
-                Ok(())
-            }
-            Err(e) => {
-                log::error!("{name}: connector {id}: {what} failed: {e}");
-                Err(Failed::Other)
-            }
-        };
-        match a {
-            Action::Deploy { spec, report } | Action::Refresh { spec, report } => {
-                let refresh = matches!(a, Action::Refresh { .. });
-                if self.options.show_env_vars {
-                    let lines = env::describe(&spec.env, self.options.show_sensitive_env_vars);
-                    log::info!(
-                        "{name}: connector {id}: env of {}: {}",
-                        spec.name,
-                        lines.join(" ")
-                    );
                 }
-                let r = if refresh {
-                    self.orchestrator.refresh(spec)
-                } else {
-                    self.orchestrator.deploy(spec)
-                };
-                let what = if refresh {
-                    "refreshed (contract hash changed)"
-                } else {
-                    "deployed (no workload)"
-                };
-                done(
-                    format!(
-                        "{what} {} image {} started={}",
-                        spec.name, spec.image, spec.start
-                    ),
-                    r,
-                )?;
-                self.report(id, *report)
             }
-            Action::Start {
-                name: w, report, ..
-            } => {
-                done(
-                    format!("started {w} (requested starting)"),
-                    self.orchestrator.start(w),
-                )?;
-                self.report(id, *report)
-            }
-            Action::Stop {
-                name: w, report, ..
-            } => {
-                done(
-                    format!("stopped {w} (requested stopping)"),
-                    self.orchestrator.stop(w),
-                )?;
-                self.report(id, *report)
-            }
-            Action::Remove { name: w, why, .. } => {
-                let why = match why {
-                    RemoveReason::Orphan => "connector no longer listed",
-                    RemoveReason::Renamed => "connector renamed",
-                };
-                done(format!("removed {w} ({why})"), self.orchestrator.remove(w))
-            }
-            Action::Report { status, .. } => {
-                log::info!(
-                    "{name}: connector {id}: reporting status {}",
-                    status.as_str()
-                );
-                self.report(id, Some(*status))
-            }
-            Action::Health { health, .. } => self.platform.report_health(id, health).map_err(|e| {
-                log::warn!("{name}: connector {id}: health report failed: {e}");
-                Failed::Health(id.to_string())
-            }),
-            Action::ShipLogs { name: w, .. } => self.ship_logs(id, w),
         }
+        log::info!("{}: reconcile loop stopped", self.name());
     }
 
-    fn ship_logs(&self, id: &str, workload: &str) -> Result<(), Failed> {
-        let job = LogJob {
-            platform: Arc::clone(&self.platform),
-            orchestrator: Arc::clone(&self.orchestrator),
-            connector_id: id.to_string(),
-            workload: workload.to_string(),
-        };
-        match &self.logs {
-            Some(tx) => tx.try_send(job).map_err(|_| {
-                log::warn!(
-                    "{}: connector {id}: log queue full; logs wait for the next schedule",
-                    self.name()
-                );
-                Failed::Logs(id.to_string())
-            }),
-            None => job.run().map(|_| ()).map_err(|e| {
-                log::warn!("{}: connector {id}: {e}", self.name());
-                Failed::Logs(id.to_string())
-            }),
-        }
+    /// Starts this platform's two threads: alive (version → register → ping)
+    /// and reconcile (observe → plan → dispatch to `pool`), with their beats
+    /// registered in `loops`. Both end when `shutdown` closes.
+    ///
+    /// # Errors
+    /// A thread could not be spawned.
+    pub fn spawn(
+        self,
+        pool: pool::Handle,
+        shutdown: &Receiver<()>,
+        loops: &Loops,
+    ) -> std::io::Result<Vec<JoinHandle<()>>> {
+        let kind = self.platform.kind();
+        let (platform, schedule) = (Arc::clone(&self.platform), self.schedule());
+        let shared = Arc::new(alive::Shared::default());
+        let (refused_tx, refused_rx) = bounded::<()>(1);
+        let limit = self.options.step_limit;
+        let alive_beat = loops.register(&format!("{kind}-alive"), limit);
+        let loop_beat = loops.register(&format!("{kind}-reconcile"), limit);
+        let (stop, alive_shared) = (shutdown.clone(), Arc::clone(&shared));
+        let alive = std::thread::Builder::new()
+            .name(format!("{kind}-alive"))
+            .stack_size(LOOP_STACK)
+            .spawn(move || {
+                alive::run(
+                    platform,
+                    alive_shared,
+                    schedule,
+                    refused_rx,
+                    stop,
+                    alive_beat,
+                    limit,
+                )
+            })?;
+        // Engine events wake the reconcile loop; bursts collapse into one wake.
+        let (wake_tx, wake_rx) = bounded::<()>(1);
+        let (orchestrator, stop) = (Arc::clone(&self.orchestrator), shutdown.clone());
+        let events = std::thread::Builder::new()
+            .name(format!("{kind}-events"))
+            .stack_size(LOOP_STACK)
+            .spawn(move || {
+                let wake = || {
+                    let _ = wake_tx.try_send(());
+                };
+                if !orchestrator.follow(&wake, &stop) {
+                    log::debug!("{kind}: the engine offers no event stream; polling only");
+                }
+            })?;
+        let stop = shutdown.clone();
+        let reconcile = std::thread::Builder::new()
+            .name(format!("{kind}-reconcile"))
+            .stack_size(LOOP_STACK)
+            .spawn(move || self.run(&pool, &stop, refused_tx, shared, &loop_beat, &wake_rx))?;
+        Ok(vec![alive, events, reconcile])
     }
 }
 
-/// A failed action, as far as memory is concerned.
-#[derive(Debug)]
-enum Failed {
-    Health(String),
-    Logs(String),
-    Other,
-}
+/// How often the reconcile loop looks for a registration it waits for.
+const REGISTRATION_POLL: Duration = Duration::from_millis(250);
+
+/// How long after an engine event the loop observes again: a burst (die,
+/// kill, stop, start) becomes one cycle.
+pub const EVENT_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Stack of the loop threads: HTTP calls, JSON bodies, RSA decryption.
+pub const LOOP_STACK: usize = 512 * 1024;

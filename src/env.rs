@@ -176,7 +176,7 @@ mod tests {
             name: "C".into(),
             image: "img:1".into(),
             contract_hash: "hash-1".into(),
-            current_status: Status::Stopped,
+            current_status: Some(Status::Stopped),
             requested: Requested::Starting,
             config,
         }

@@ -17,18 +17,22 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+pub mod alive;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod env;
+pub mod executor;
 pub mod http;
+pub mod liveness;
 pub mod logging;
 pub mod logs;
 pub mod names;
 pub mod notify;
 pub mod orchestrator;
 pub mod platform;
+pub mod pool;
 pub mod reconcile;
 pub mod secret;
 pub mod signals;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
 
+use crate::liveness::Beat;
 use crate::orchestrator::Orchestrator;
 use crate::platform::{self, Platform, PlatformKind};
 use crate::reconcile::LOG_TAIL;
@@ -18,12 +19,15 @@ use crate::reconcile::LOG_TAIL;
 /// timeout. Dropped snapshots are taken again at the connector's next log timer.
 pub const UNREACHABLE_PAUSE: Duration = Duration::from_secs(60);
 
-/// One connector's log snapshot to fetch and ship.
+/// One connector's log snapshot to fetch and ship: the composer's notice
+/// about it (when it has one) followed by the workload's last lines (when it
+/// has a workload).
 pub struct LogJob {
     pub platform: Arc<dyn Platform>,
     pub orchestrator: Arc<dyn Orchestrator>,
     pub connector_id: String,
-    pub workload: String,
+    pub workload: Option<String>,
+    pub notice: Option<String>,
 }
 
 /// A job that did not ship.
@@ -43,13 +47,14 @@ impl LogJob {
     }
 
     fn attempt(&self) -> Result<usize, Failure> {
-        let lines = self
-            .orchestrator
-            .logs(&self.workload, LOG_TAIL)
-            .map_err(|e| Failure {
-                message: format!("logs of {}: {e}", self.workload),
+        let mut lines: Vec<String> = self.notice.iter().cloned().collect();
+        if let Some(w) = &self.workload {
+            let tail = self.orchestrator.logs(w, LOG_TAIL).map_err(|e| Failure {
+                message: format!("logs of {w}: {e}"),
                 unreachable: false,
             })?;
+            lines.extend(tail);
+        }
         self.platform
             .report_logs(&self.connector_id, &lines)
             .map_err(|e| Failure {
@@ -61,14 +66,18 @@ impl LogJob {
 }
 
 /// Runs jobs until `shutdown` closes (jobs still queued then are dropped: the
-/// next process ships fresh snapshots).
-pub fn run(jobs: &Receiver<LogJob>, shutdown: &Receiver<()>) {
+/// next process ships fresh snapshots). `limit` bounds one job (two calls).
+pub fn run(jobs: &Receiver<LogJob>, shutdown: &Receiver<()>, beat: &Beat, limit: Duration) {
     let mut paused = HashMap::new();
     loop {
+        beat.idle();
         select! {
             recv(shutdown) -> _ => break,
             recv(jobs) -> job => match job {
-                Ok(job) => ship(&job, &mut paused, Instant::now()),
+                Ok(job) => {
+                    beat.working(limit);
+                    ship(&job, &mut paused, Instant::now());
+                }
                 Err(_) => break,
             }
         }
@@ -189,7 +198,8 @@ mod tests {
             platform: Arc::clone(p) as Arc<dyn Platform>,
             orchestrator: Arc::new(Engine),
             connector_id: id.into(),
-            workload: format!("w-{id}"),
+            workload: Some(format!("w-{id}")),
+            notice: None,
         }
     }
 

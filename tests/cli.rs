@@ -621,7 +621,7 @@ fn the_start_line_names_platform_url_orchestrator_and_engine() {
         .unwrap();
     assert!(
         started.contains(
-            "manager default-manager-id: opencti http://127.0.0.1:9 -> docker unix:///nonexistent/xtm.sock"
+            "manager default-manager-id, 4 worker(s): opencti http://127.0.0.1:9 -> docker unix:///nonexistent/xtm.sock"
         ),
         "{started}"
     );

@@ -91,6 +91,12 @@ fn world(connectors: Vec<serde_json::Value>) -> World {
         name_prefix: None,
         show_env_vars: true,
         show_sensitive_env_vars: false,
+        // Cycles are driven back to back here: removals need no wait.
+        policy: xtm_composer::reconcile::Policy {
+            removal_grace: Duration::ZERO,
+            crash_loop_stop_after: None,
+        },
+        ..Options::default()
     };
     let ctx = Context::new(&settings, PlatformKind::OpenCti, &[], false);
     let decrypt: Arc<dyn Decrypt> = decryptor.clone();
@@ -213,10 +219,13 @@ fn twenty_connectors_deploy_start_stop_refresh_and_get_removed() {
         "{calls:?}"
     );
 
-    // An empty listing is believed only the second time.
+    // An empty listing that would remove everything is believed only the
+    // third time in a row (the removal grace is zero in this world).
     w.fake.set_connectors(vec![]);
-    w.engine.cycle(&w.stop);
-    assert_eq!(w.memory.entries.lock().unwrap().len(), n - 1);
+    for _ in 0..2 {
+        w.engine.cycle(&w.stop);
+        assert_eq!(w.memory.entries.lock().unwrap().len(), n - 1);
+    }
     w.engine.cycle(&w.stop);
     assert_eq!(w.memory.entries.lock().unwrap().len(), 0);
 
@@ -297,6 +306,7 @@ fn a_workload_made_by_the_existing_composer_is_adopted_not_recreated() {
             restart_count: 0,
             started_at: Some("2026-11-28T10:00:00Z".into()),
             waiting_reason: None,
+            defect: None,
         },
         vec!["OPENCTI_CONFIG_HASH=h1".into()],
     );

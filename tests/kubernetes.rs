@@ -321,7 +321,7 @@ fn refresh_patches_without_the_selector_and_rolls_the_pod() {
 }
 
 #[test]
-fn a_selector_that_cannot_follow_the_template_is_deleted_and_redeployed() {
+fn a_selector_that_cannot_follow_the_template_is_listed_as_a_defect_and_never_deleted_by_refresh() {
     let server = K8sApi::start();
     // An old Deployment whose selector carries a label our template no longer has
     // the same value for (a base label that changed).
@@ -339,19 +339,28 @@ fn a_selector_that_cannot_follow_the_template_is_deleted_and_redeployed() {
         ..Default::default()
     });
     let k = orchestrator(&server, "selfheal", &s);
-    assert_eq!(find(&k.list().unwrap(), "otx").hash.as_deref(), Some("h0"));
-    k.refresh(&spec("otx", "h1", true)).unwrap();
+    let all = k.list().unwrap();
+    let listed = find(&all, "otx");
+    assert_eq!(listed.hash.as_deref(), Some("h0"));
+    // The listing says so; the planner decides (remove, then deploy).
+    assert!(
+        listed
+            .defect
+            .as_deref()
+            .is_some_and(|d| d.contains("team=old")),
+        "{listed:?}"
+    );
+    // A refresh tried anyway fails and deletes nothing behind the planner's back.
+    let err = k.refresh(&spec("otx", "h1", true)).unwrap_err();
+    assert!(err.to_string().contains("selector"), "{err}");
     let patch = server
         .seen()
         .into_iter()
         .rfind(|r| r.method == "PATCH")
         .unwrap();
     assert_eq!(patch.status, 422);
-    assert!(
-        server.deployment("otx").is_none(),
-        "the Deployment was not deleted"
-    );
-    assert!(k.list().unwrap().is_empty());
+    assert!(server.deployment("otx").is_some(), "refresh deleted it");
+    k.remove("otx").unwrap();
     k.deploy(&spec("otx", "h1", true)).unwrap();
     let d = server.deployment("otx").unwrap();
     assert_eq!(

@@ -179,3 +179,109 @@ fn without_notify_socket_the_binary_runs_as_before() {
     assert!(status.success(), "exit {status:?}:\n{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Counts `WATCHDOG=1` datagrams arriving within `window` (those queued
+/// before are dropped first).
+fn watchdogs_within(socket: &UnixDatagram, window: Duration) -> usize {
+    let mut buf = [0u8; 1024];
+    socket.set_nonblocking(true).unwrap();
+    while socket.recv(&mut buf).is_ok() {}
+    socket.set_nonblocking(false).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = std::time::Instant::now() + window;
+    let mut n = 0;
+    while std::time::Instant::now() < deadline {
+        if let Ok(len) = socket.recv(&mut buf)
+            && &buf[..len] == b"WATCHDOG=1\n"
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Runs the binary against `url` with a 3 s watchdog; returns the child, its
+/// stderr and the socket once READY=1 came.
+fn run_with_watchdog(
+    name: &str,
+    url: &str,
+) -> (Running, mpsc::Receiver<String>, UnixDatagram, PathBuf) {
+    let dir = temp_dir(name);
+    std::fs::copy("config/default.yaml", dir.join("default.yaml")).unwrap();
+    let key = key_file(&dir);
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "--config", dir.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "3000000")
+        .env(
+            "MANAGER__ID",
+            format!("notify-{name}-{}", std::process::id()),
+        )
+        .env("MANAGER__CREDENTIALS_KEY_FILEPATH", &key)
+        .env("MANAGER__PING_ALIVE_SCHEDULE", "1")
+        .env("OPENCTI__URL", url)
+        .env("OPENCTI__TOKEN", TOKEN)
+        // The hang must outlast the watchdog: the call's own timeout is longer.
+        .env("OPENCTI__REQUEST_TIMEOUT", "60")
+        .env("OPENCTI__DAEMON__SELECTOR", "docker")
+        .env(
+            "OPENCTI__DAEMON__DOCKER__HOST",
+            format!("unix://{}/no-docker.sock", dir.display()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let lines = stderr_lines(running.0.stderr.take().unwrap());
+    let ready = next(&socket, "READY=1");
+    assert!(ready.starts_with("READY=1"), "{ready}");
+    (running, lines, socket, dir)
+}
+
+#[test]
+fn a_hung_platform_loop_stops_the_watchdog_while_a_healthy_run_keeps_feeding_it() {
+    // A platform that accepts connections and never answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", hung.local_addr().unwrap());
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = std::sync::Arc::clone(&held);
+    std::thread::spawn(move || {
+        for s in hung.incoming().flatten() {
+            keep.lock().unwrap().push(s);
+        }
+    });
+    let (mut stuck, lines, socket, dir) = run_with_watchdog("hung", &url);
+    // Past the 3 s watchdog, the alive loop's call still hangs (60 s timeout).
+    std::thread::sleep(Duration::from_secs(5));
+    let fed = watchdogs_within(&socket, Duration::from_secs(6));
+    assert!(!held.lock().unwrap().is_empty(), "the platform saw no call");
+    let _ = stuck.0.kill();
+    let _ = stuck.0.wait();
+    let stderr: String = lines.try_iter().collect();
+    assert_eq!(
+        fed, 0,
+        "WATCHDOG=1 sent while a loop hung; stderr:\n{stderr}"
+    );
+    assert!(stderr.contains("stuck: opencti-alive"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let fake = FakeOpenCti::start(TOKEN);
+    let (mut healthy, _lines, socket, dir) = run_with_watchdog("healthy", &fake.url());
+    std::thread::sleep(Duration::from_secs(5));
+    let fed = watchdogs_within(&socket, Duration::from_secs(6));
+    let _ = healthy.0.kill();
+    let _ = healthy.0.wait();
+    // Half the interval is 1.5 s: about four in six seconds.
+    assert!(fed >= 2, "only {fed} WATCHDOG=1 in 6 s from a healthy run");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -189,12 +189,11 @@ fn listing_maps_every_field_of_an_instance() {
     assert_eq!((a.id.as_str(), a.name.as_str()), ("i1", "Nmap i1"));
     assert_eq!(a.image, "openaev/injector-nmap:2.4.0");
     assert_eq!(a.contract_hash, "hash-1");
-    assert_eq!(a.current_status, Status::Started);
+    assert_eq!(a.current_status, Some(Status::Started));
     assert_eq!(a.requested, Requested::Starting);
     assert_eq!(
-        b.current_status,
-        Status::Stopped,
-        "absent status reads as stopped"
+        b.current_status, None,
+        "an absent status was never reported"
     );
     let mode = a.config.iter().find(|e| e.key == "NMAP_MODE").unwrap();
     assert_eq!(mode.value, None, "absent configuration_value");

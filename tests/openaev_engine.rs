@@ -107,6 +107,12 @@ fn engine_for(settings: &Settings, memory: Arc<MemoryOrchestrator>) -> Engine {
         name_prefix: None,
         show_env_vars: true,
         show_sensitive_env_vars: false,
+        // Cycles are driven back to back here: removals need no wait.
+        policy: xtm_composer::reconcile::Policy {
+            removal_grace: Duration::ZERO,
+            crash_loop_stop_after: None,
+        },
+        ..Options::default()
     };
     let ctx = Context::new(settings, PlatformKind::OpenAev, &[], false);
     let decrypt: Arc<dyn Decrypt> = Arc::new(Decrypting(Decryptor::new(key)));
@@ -208,15 +214,19 @@ fn the_running_loop_deploys_in_its_very_first_cycle() {
     let fake = FakeOpenAev::start(TOKEN);
     fake.set_instances(collectors(2));
     let memory = Arc::new(MemoryOrchestrator::new());
-    let mut engine = engine_for(&settings(&fake), memory.clone());
+    let engine = engine_for(&settings(&fake), memory.clone());
     let (tx, rx) = bounded::<()>(0);
-    let thread = std::thread::spawn(move || engine.run(&rx, &|| {}));
+    let loops = xtm_composer::liveness::Loops::default();
+    let pool = xtm_composer::pool::Pool::new(4, 16, &loops).unwrap();
+    let threads = engine.spawn(pool.handle(), &rx, &loops).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while memory.count("deploy ") < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(tx);
-    thread.join().unwrap();
+    for t in threads.into_iter().chain(pool.close()) {
+        t.join().unwrap();
+    }
     assert_eq!(memory.count("deploy "), 2);
     // Both deploys came from the first cycle: one workload listing, one platform listing.
     assert_eq!(
@@ -400,6 +410,7 @@ fn orphan(name: &str, id: &str) -> Workload {
         restart_count: 0,
         started_at: None,
         waiting_reason: None,
+        defect: None,
     }
 }
 
@@ -443,4 +454,20 @@ fn a_stopped_platform_skips_cycles_without_removing_anything_and_recovers() {
     w.engine.alive_tick();
     assert!(w.engine.cycle(&w.stop).ran);
     assert_eq!(w.fake.current_status("aev-1").as_deref(), Some("stopped"));
+}
+
+/// `xtm-composer plan` plans with `observe_and_plan`: an OpenAEV that does not
+/// know the manager refuses the listing, and the plan fails without
+/// registering (the command stays read-only on the platform too).
+#[test]
+fn planning_for_an_unknown_manager_fails_without_registering() {
+    let w = world(collectors(2));
+    let err = w
+        .engine
+        .observe_and_plan()
+        .expect_err("the listing is refused");
+    assert!(err.to_string().contains("not registered"), "{err}");
+    assert_eq!(ops(&w.fake), ["list"]);
+    assert_eq!(w.fake.registrations(), 0);
+    assert_eq!(w.memory.count("deploy "), 0);
 }

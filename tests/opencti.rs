@@ -152,11 +152,11 @@ fn listing_parses_every_connector() {
     assert_eq!(c1.contract_hash, "hash-1");
     assert_eq!(
         (c1.requested, c1.current_status),
-        (Requested::Starting, Status::Stopped)
+        (Requested::Starting, Some(Status::Stopped))
     );
     assert_eq!(
         (c2.requested, c2.current_status),
-        (Requested::Stopping, Status::Started)
+        (Requested::Stopping, Some(Status::Started))
     );
     assert_eq!(c1.config[1].key, "MISP_KEY");
     assert_eq!(c1.config[1].value.as_deref(), Some("AAECAw=="));

@@ -81,6 +81,8 @@ pub(crate) const MANAGER: &[Key] = &[
     key("debug.show_sensitive_env_vars", Bool),
     key("max_parallel", UInt),
     key("name_prefix", Str),
+    key("removal_grace", UInt),
+    key("crash_loop.stop_after", UInt),
 ];
 
 /// `{p}.*`, the same for `opencti` and `openaev`.

@@ -92,6 +92,20 @@ pub struct Manager {
     pub max_parallel: usize,
     /// Ours: optional prefix for workload names (§5.1, §11). Default none.
     pub name_prefix: Option<String>,
+    /// Ours: seconds a connector must be missing from complete listings before
+    /// its workload is removed (default 60).
+    pub removal_grace: u64,
+    /// Ours: `manager.crash_loop.*`.
+    pub crash_loop: CrashLoop,
+}
+
+/// `manager.crash_loop.*` (ours): what to do with a workload in a reboot loop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct CrashLoop {
+    /// Stop a workload in a reboot loop once it restarted this many times;
+    /// unset = leave it to the engine's restart policy.
+    pub stop_after: Option<u32>,
 }
 
 impl Default for Manager {
@@ -107,6 +121,8 @@ impl Default for Manager {
             debug: DebugSettings::default(),
             max_parallel: 4,
             name_prefix: None,
+            removal_grace: 60,
+            crash_loop: CrashLoop::default(),
         }
     }
 }

@@ -147,6 +147,13 @@ fn check_manager(m: &Manager, f: &mut Findings) {
             "must be below 300: OpenCTI marks a manager inactive after 5 minutes without a ping",
         );
     }
+    if m.crash_loop.stop_after == Some(0) {
+        f.error(
+            "manager.crash_loop.stop_after",
+            Some("0"),
+            "must be at least 1 (leave it unset to never stop a crash-looping workload)",
+        );
+    }
     if m.max_parallel == 0 || m.max_parallel > MAX_PARALLEL {
         f.error(
             "manager.max_parallel",

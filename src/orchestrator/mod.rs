@@ -114,6 +114,11 @@ pub struct Workload {
     /// Why the workload cannot run (`CrashLoopBackOff`, `ImagePullBackOff`, ...):
     /// flags a reboot loop on engines that back off instead of counting.
     pub waiting_reason: Option<String>,
+    /// Why the workload cannot be brought to its spec in place (a Kubernetes
+    /// selector the new template would no longer match): the planner removes
+    /// and deploys it again instead of refreshing it. The orchestrator only
+    /// reports the fact; the decision is the planner's.
+    pub defect: Option<String>,
 }
 
 /// A workload operation that failed.
@@ -175,4 +180,12 @@ pub trait Orchestrator: Send + Sync {
     fn remove(&self, name: &str) -> Result<(), Error>;
     /// The last `tail` log lines, demultiplexed, without trailing newlines.
     fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>, Error>;
+    /// Follows the engine's change stream until `stop` closes, calling `wake`
+    /// whenever a workload of this manager may have changed, and after a
+    /// reconnect (events of an outage are lost). Returns `false` at once when
+    /// the engine offers no stream: polling is then all there is.
+    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+        let _ = (wake, stop);
+        false
+    }
 }

@@ -202,6 +202,11 @@ impl Orchestrator for Portainer {
     fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>, Error> {
         self.docker.logs(name, tail).map_err(|e| self.explain(e))
     }
+
+    /// Portainer proxies the engine's `/events` like every other endpoint.
+    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+        self.docker.follow(wake, stop)
+    }
 }
 
 #[cfg(test)]

@@ -42,11 +42,13 @@ pub enum Status {
 
 impl Status {
     /// Reads a platform current-status string (§8.1): `started`, `healthy`,
-    /// `running` are Started; anything else, null included, is Stopped.
-    pub fn parse(s: Option<&str>) -> Status {
-        match s {
-            Some("started" | "healthy" | "running") => Status::Started,
-            _ => Status::Stopped,
+    /// `running` are Started; null or empty is `None` (never reported, so always
+    /// reported, §8.3); anything else is Stopped.
+    pub fn parse(s: Option<&str>) -> Option<Status> {
+        match s.map(str::trim) {
+            None | Some("") => None,
+            Some("started" | "healthy" | "running") => Some(Status::Started),
+            Some(_) => Some(Status::Stopped),
         }
     }
 
@@ -95,7 +97,7 @@ pub struct Connector {
     /// `manager_contract_hash` / `connector_instance_hash`: the refresh marker.
     pub contract_hash: String,
     /// The status the platform last recorded (`None` = never reported).
-    pub current_status: Status,
+    pub current_status: Option<Status>,
     pub requested: Requested,
     pub config: Vec<ConfigEntry>,
 }

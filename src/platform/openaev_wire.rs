@@ -175,7 +175,7 @@ mod tests {
         assert_eq!((c.id.as_str(), c.name.as_str()), ("i1", "Nmap"));
         assert_eq!(c.image, "openaev/injector-nmap:2.4.0");
         assert!(c.contract_hash.starts_with("9f86d0"));
-        assert_eq!(c.current_status, Status::Started);
+        assert_eq!(c.current_status, Some(Status::Started));
         assert_eq!(c.requested, Requested::Starting);
         let keys: Vec<_> = c.config.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["OPENAEV_TOKEN", "SECRET", "NO_VALUE", "NULL_VALUE"]);
@@ -186,14 +186,14 @@ mod tests {
     }
 
     #[test]
-    fn absent_current_status_and_configurations_are_stopped_and_empty() {
+    fn absent_current_status_and_configurations_are_unreported_and_empty() {
         let mut i = instance("i1");
         let o = i.as_object_mut().unwrap();
         o.remove("connector_instance_current_status");
         o.remove("connector_instance_configurations");
         let (connectors, problems) = listing(vec![i]);
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(connectors[0].current_status, Status::Stopped);
+        assert_eq!(connectors[0].current_status, None);
         assert!(connectors[0].config.is_empty());
     }
 

@@ -264,7 +264,7 @@ mod tests {
         assert_eq!((c.id.as_str(), c.name.as_str()), ("c1", "misp"));
         assert_eq!(c.image, "opencti/connector-misp:6.8.0");
         assert_eq!(c.contract_hash, "h1");
-        assert_eq!(c.current_status, Status::Stopped);
+        assert_eq!(c.current_status, None);
         assert_eq!(c.requested, Requested::Starting);
         let flags: Vec<_> = c.config.iter().map(|e| e.encrypted).collect();
         assert_eq!(flags, [false, true, false]);

@@ -115,6 +115,9 @@ impl Setup {
             .var("MANAGER__ID", manager)
             .var("MANAGER__EXECUTE_SCHEDULE", "1")
             .var("MANAGER__PING_ALIVE_SCHEDULE", "2")
+            // Short, so removals are seen within the tests' deadlines, yet
+            // never zero: the grace path runs in every end-to-end test.
+            .var("MANAGER__REMOVAL_GRACE", "3")
             .var("OPENCTI__LOGS_SCHEDULE", "2")
             .var("MANAGER__LOGGER__LEVEL", "trace")
     }

@@ -6,6 +6,7 @@
 //! Portainer and Swarm reuse `Client` (and Portainer this type, through `with_client`).
 
 pub mod client;
+pub(crate) mod events;
 pub mod image;
 mod stream;
 mod transport;
@@ -14,6 +15,8 @@ pub(crate) mod wire;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 pub use client::{ApiVersion, Client};
 pub use image::PullPolicy;
@@ -48,6 +51,35 @@ struct Cached {
     state: String,
     status: String,
     details: Details,
+    at: Instant,
+}
+
+/// Turns engine events into wake-ups of the platform loop (and, for Docker,
+/// into cache invalidations).
+pub(crate) struct Waker<'a> {
+    pub docker: Option<&'a Docker>,
+    pub wake: &'a dyn Fn(),
+}
+
+impl events::Listener for Waker<'_> {
+    fn connected(&self, after_outage: bool) {
+        if after_outage {
+            if let Some(d) = self.docker {
+                d.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            }
+            (self.wake)();
+        }
+    }
+
+    fn event(&self, id: &str, action: &str) {
+        log::debug!("engine event {action} on {id}");
+        if let Some(d) = self.docker {
+            d.forget(id);
+        }
+        (self.wake)();
+    }
+
+    fn lost(&self) {}
 }
 
 /// The Docker Engine orchestrator of one platform.
@@ -64,7 +96,14 @@ pub struct Docker {
     extra_labels: Vec<(String, String)>,
     /// Inspect results by container id.
     cache: Mutex<HashMap<String, Cached>>,
+    /// The engine's event stream is open: a cached inspect stays valid until an
+    /// event names its container (or `CACHE_TRUST` passes), whatever the uptime text says.
+    events_live: AtomicBool,
 }
+
+/// How long a cached inspect is trusted while events flow: the safety net for
+/// an event the engine never sent.
+const CACHE_TRUST: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for Docker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,6 +156,7 @@ impl Docker {
             ca_archive,
             extra_labels: Vec::new(),
             cache: Mutex::new(HashMap::new()),
+            events_live: AtomicBool::new(false),
         })
     }
 
@@ -178,11 +218,44 @@ impl Docker {
 
     /// The cached details of container `id` when its listing line is unchanged.
     fn cached(&self, id: &str, state: &str, status: &str) -> Option<Details> {
+        let live = self.events_live.load(Ordering::Relaxed);
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(id)
-            .filter(|c| c.state == state && c.status == status)
+            .filter(|c| c.state == state)
+            // Without events, the listing's status text is the only sign of a
+            // restart between two cycles (it carries the uptime).
+            .filter(|c| {
+                if live {
+                    c.at.elapsed() < CACHE_TRUST
+                } else {
+                    c.status == status
+                }
+            })
             .map(|c| c.details.clone())
+    }
+
+    /// Forgets what was inspected of container `id` (an event named it).
+    fn forget(&self, id: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.remove(id);
+    }
+
+    /// Follows the container events of this manager (shared with Portainer).
+    pub(crate) fn follow_events(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) {
+        let label = format!("{LABEL_MANAGER}={}", self.manager_id);
+        let listener = Waker {
+            docker: Some(self),
+            wake,
+        };
+        events::follow(
+            &self.client,
+            "container",
+            Some(&label),
+            &listener,
+            &self.events_live,
+            stop,
+        );
     }
 
     /// Inspects `id` and caches the result against the listing's `state` and `status`.
@@ -195,6 +268,7 @@ impl Docker {
                 state: state.to_string(),
                 status: status.to_string(),
                 details: details.clone(),
+                at: Instant::now(),
             },
         );
         Ok(details)
@@ -257,6 +331,7 @@ impl Orchestrator for Docker {
                 restart_count: details.as_ref().map_or(0, |d| d.restart_count),
                 started_at: details.and_then(|d| d.started_at),
                 waiting_reason: None,
+                defect: None,
             });
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -314,6 +389,11 @@ impl Orchestrator for Docker {
 
     fn remove(&self, name: &str) -> Result<(), Error> {
         self.client.remove_container(name)
+    }
+
+    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+        self.follow_events(wake, stop);
+        true
     }
 
     fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>, Error> {

@@ -121,6 +121,30 @@ fn labels<'a>(spec: &'a Spec, manager_id: &'a str) -> BTreeMap<&'static str, &'a
     ])
 }
 
+/// The pod template labels a Deployment of this connector gets: the base's
+/// template labels, then the three ownership labels over them.
+pub(crate) fn template_labels(
+    shape: &Shape,
+    connector_id: &str,
+    platform: &str,
+) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = shape
+        .base
+        .as_ref()
+        .and_then(|b| b.pointer("/spec/template/metadata/labels"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.insert(LABEL_CONNECTOR.into(), connector_id.into());
+    out.insert(LABEL_MANAGER.into(), shape.manager_id.clone());
+    out.insert(LABEL_PLATFORM.into(), platform.into());
+    out
+}
+
 /// The Deployment of `spec`, as the §6.3 body, merged into the base when one is set.
 ///
 /// # Errors

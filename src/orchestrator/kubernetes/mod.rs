@@ -215,7 +215,7 @@ impl Orchestrator for Kubernetes {
         let selector = self.manager_selector();
         let deployments = self.client.list_deployments(&selector)?;
         let pods = self.client.list_pods(&selector)?;
-        let (workloads, located) = observe(&deployments.items, &pods.items);
+        let (workloads, located) = observe(&deployments.items, &pods.items, &self.shape);
         if let Ok(mut cache) = self.located.lock() {
             *cache = located;
         }
@@ -240,15 +240,17 @@ impl Orchestrator for Kubernetes {
             &spec.name,
             &manifest::refresh_patch(full),
         ) {
+            // Reported on the listed workload as a defect from now on, so the
+            // planner replaces it; this attempt fails and backs off.
             Err(Error::Api {
                 code: 422, message, ..
-            }) if is_selector_conflict(&message) => {
-                log::warn!(
-                    "deployment {} has a selector that cannot take the new labels; deleted, redeployed next cycle",
+            }) if is_selector_conflict(&message) => Err(Error::Config {
+                op: "refresh deployment",
+                detail: format!(
+                    "{}: its selector cannot take the new template labels ({message}); it is replaced",
                     spec.name
-                );
-                self.client.delete_deployment(&spec.name).map(drop)
-            }
+                ),
+            }),
             r => r,
         }
     }
@@ -299,6 +301,7 @@ fn is_selector_conflict(message: &str) -> bool {
 fn observe(
     deployments: &[wire::Deployment],
     pods: &[wire::Pod],
+    shape: &manifest::Shape,
 ) -> (Vec<Workload>, BTreeMap<String, Located>) {
     let mut located = BTreeMap::new();
     let workloads = deployments
@@ -318,10 +321,38 @@ fn observe(
                     container,
                 },
             );
-            workload(d, status)
+            let mut w = workload(d, status);
+            w.defect = selector_defect(d, shape);
+            w
         })
         .collect();
     (workloads, located)
+}
+
+/// A selector label the template made from this configuration would not carry
+/// with the same value: the API server refuses such a Deployment's refresh
+/// (the selector is immutable), so it has to be replaced (§6.3 self-heal).
+fn selector_defect(d: &wire::Deployment, shape: &manifest::Shape) -> Option<String> {
+    let labels = &d.metadata.labels;
+    let template = manifest::template_labels(
+        shape,
+        labels.get(LABEL_CONNECTOR)?,
+        labels.get(LABEL_PLATFORM).map_or("opencti", String::as_str),
+    );
+    let wrong: Vec<String> = d
+        .spec
+        .selector
+        .match_labels
+        .iter()
+        .filter(|(k, v)| template.get(k.as_str()) != Some(v))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    (!wrong.is_empty()).then(|| {
+        format!(
+            "its selector has {} that the new template would not carry",
+            wrong.join(", ")
+        )
+    })
 }
 
 /// The connector container: the one named like the Deployment (ours and the
@@ -411,6 +442,7 @@ fn workload(d: &wire::Deployment, status: Option<&wire::ContainerStatus>) -> Wor
         restart_count: status.map_or(0, |s| s.restart_count),
         started_at,
         waiting_reason,
+        defect: None,
     }
 }
 

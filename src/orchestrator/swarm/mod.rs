@@ -266,6 +266,23 @@ impl Orchestrator for Swarm {
     fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>, Error> {
         self.client.service_logs(name, tail)
     }
+
+    /// Service events (create, update — a scale included —, remove). The engine
+    /// cannot filter them by label, so every service's events wake the loop:
+    /// one relist (two calls) per burst.
+    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+        let listener = crate::orchestrator::docker::Waker { docker: None, wake };
+        let live = std::sync::atomic::AtomicBool::new(false);
+        crate::orchestrator::docker::events::follow(
+            &self.client,
+            "service",
+            None,
+            &listener,
+            &live,
+            stop,
+        );
+        true
+    }
 }
 
 /// Task states that mean a run ended in failure: the restart count (D19).
@@ -325,6 +342,7 @@ fn workload_of(service: wire::Service, tasks: &[wire::Task]) -> Option<Workload>
         restart_count: u32::try_from(failed).unwrap_or(u32::MAX),
         started_at: running.or_else(|| newest(&ENDED)),
         waiting_reason: None,
+        defect: None,
     })
 }
 
