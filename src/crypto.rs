@@ -222,12 +222,19 @@ impl Key {
                          set; using the file {path}"
                     ));
                 }
-                let pem = std::fs::read_to_string(path).map_err(|source| Error::ReadKey {
+                let bytes = std::fs::read(path).map_err(|source| Error::ReadKey {
                     path: path.to_string(),
                     source,
                 })?;
                 warnings.extend(permission_warning(path));
                 let origin = format!("manager.credentials_key_filepath ({path})");
+                // A DER key is binary: say so rather than "not valid UTF-8".
+                let pem = String::from_utf8(bytes).map_err(|_| Error::InvalidKey {
+                    origin: origin.clone(),
+                    reason: "the file is binary (a DER key?); the composer reads PEM: \
+                             convert it with `openssl pkey -inform DER -in KEY -out key.pem`"
+                        .into(),
+                })?;
                 Ok((Key::parse(&pem, &origin)?, warnings))
             }
             (None, Some(inline)) => Ok((

@@ -31,12 +31,12 @@ COMMANDS:
     run        reconcile continuously (default)
     plan       list connectors and workloads once, print the actions a cycle would take, change nothing
     check      validate the configuration, load the key, reach each platform and engine; non-zero exit on failure
-    version    print the version
+    version    print the version, commit and target
 
 OPTIONS:
     --config DIR    configuration folder (default: ./config if it exists, else /etc/xtm-composer)
     -h, --help      this text
-    -V, --version   the version
+    -V, --version   the version, commit and target
 
 Configuration: DIR/default.yaml, then DIR/$COMPOSER_ENV.yaml (COMPOSER_ENV defaults to production),
 then environment variables A__B__C (e.g. OPENCTI__TOKEN, MANAGER__CREDENTIALS_KEY_FILEPATH).
@@ -94,7 +94,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Version => {
-            println!("xtm-composer {}", env!("CARGO_PKG_VERSION"));
+            println!("xtm-composer {}", xtm_composer::VERSION);
             ExitCode::SUCCESS
         }
         Command::Check => cli::check(dir.as_deref(), &env),

@@ -151,10 +151,10 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Transport { op, detail } => write!(f, "{op}: engine unreachable: {detail}"),
-            Error::Api { op, code, message } => {
-                write!(f, "{op}: engine returned {code}: {message}")
-            }
+            // The detail names the target (socket, Portainer URL, API server): an API
+            // server is no "engine" to the operator reading this (issue 14).
+            Error::Transport { op, detail } => write!(f, "{op}: unreachable: {detail}"),
+            Error::Api { op, code, message } => write!(f, "{op}: answered {code}: {message}"),
             Error::NotFound { op, name } => write!(f, "{op}: no workload named {name}"),
             Error::Image { op, image, detail } => write!(f, "{op}: image {image}: {detail}"),
             Error::Decode { op, detail } => write!(f, "{op}: unreadable answer: {detail}"),

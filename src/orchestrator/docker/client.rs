@@ -75,6 +75,12 @@ pub fn resolve_host(configured: Option<&str>, docker_host_env: Option<&str>) -> 
         .to_string()
 }
 
+/// An engine address for messages; its timeouts are per call, not configured.
+fn engine_remote(address: &str) -> crate::http::Remote {
+    let timeout = transport::REQUEST_TIMEOUT;
+    crate::http::Remote::new(address, None, timeout, timeout)
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub(crate) use crate::http::percent_encode as encode;
 
@@ -115,6 +121,9 @@ pub struct Client {
     /// Scheme, host and path prefix, without trailing `/` (`http://docker`,
     /// `https://portainer:9443/api/endpoints/1/docker`).
     base: String,
+    /// The engine as the operator configured it (`unix:///var/run/docker.sock`,
+    /// the Portainer URL), named in transport errors.
+    remote: crate::http::Remote,
     /// Sent on every request (e.g. `X-API-KEY`).
     headers: Vec<(String, Secret)>,
     version: OnceLock<ApiVersion>,
@@ -139,9 +148,11 @@ impl Client {
     /// A client over `agent` (which must not turn statuses into errors) for
     /// `base`, adding `headers` to every request; the version is negotiated lazily.
     pub fn new(agent: Agent, base: impl Into<String>, headers: Vec<(String, Secret)>) -> Client {
+        let base = base.into().trim_end_matches('/').to_string();
         Client {
             agent,
-            base: base.into().trim_end_matches('/').to_string(),
+            remote: engine_remote(&base),
+            base,
             headers,
             version: OnceLock::new(),
             cap: MAX_API_VERSION,
@@ -156,11 +167,8 @@ impl Client {
     /// `Error::Config` for any other scheme (TLS engine endpoints are not supported).
     pub fn from_host(host: &str) -> Result<Client, Error> {
         if let Some(path) = host.strip_prefix("unix://") {
-            return Ok(Client::new(
-                transport::unix_agent(path),
-                "http://docker",
-                Vec::new(),
-            ));
+            let client = Client::new(transport::unix_agent(path), "http://docker", Vec::new());
+            return Ok(client.named(host));
         }
         let authority = host
             .strip_prefix("tcp://")
@@ -168,11 +176,10 @@ impl Client {
             .map(|rest| rest.trim_end_matches('/'))
             .filter(|rest| !rest.is_empty() && !rest.contains('/'));
         match authority {
-            Some(a) => Ok(Client::new(
-                transport::tcp_agent(),
-                format!("http://{a}"),
-                Vec::new(),
-            )),
+            Some(a) => {
+                let client = Client::new(transport::tcp_agent(), format!("http://{a}"), Vec::new());
+                Ok(client.named(host))
+            }
             None => Err(Error::Config {
                 op: "connect to docker",
                 detail: format!(
@@ -180,6 +187,12 @@ impl Client {
                 ),
             }),
         }
+    }
+
+    /// Names the engine `address` (as configured) in transport errors.
+    pub fn named(mut self, address: &str) -> Client {
+        self.remote = engine_remote(address);
+        self
     }
 
     /// How many requests this client has sent (negotiation included).
@@ -332,7 +345,7 @@ impl Client {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.agent.run(request).map_err(|e| Error::Transport {
             op,
-            detail: e.to_string(),
+            detail: self.remote.explain(&e),
         })
     }
 

@@ -536,7 +536,7 @@ fn policies(
 /// figure and the composer never restarts a crashing container; `unless-stopped`
 /// (not `always`) keeps a container stopped by the composer stopped when the
 /// daemon restarts.
-fn parse_restart_policy(value: Option<&str>) -> Option<RestartPolicy> {
+pub(crate) fn parse_restart_policy(value: Option<&str>) -> Option<RestartPolicy> {
     let policy = |name, maximum_retry_count| {
         Some(RestartPolicy {
             name,

@@ -37,6 +37,10 @@ pub(crate) struct Client {
     server: String,
     namespace: String,
     auth: Auth,
+    /// The API server and its timeouts, named in transport errors.
+    remote: crate::http::Remote,
+    /// Where the connection came from (`kubeconfig … (context dev)`, the service account).
+    origin: String,
 }
 
 /// The agent for an API server (built by `http::kubernetes_agent`): the
@@ -83,12 +87,26 @@ impl Client {
     /// See [`agent`].
     pub(crate) fn new(conn: Connection, t: Timeouts) -> Result<Client, Error> {
         let agent = agent(&conn, t)?;
+        let remote = crate::http::Remote::new(&conn.server, None, t.request, t.connect);
         Ok(Client {
             agent,
             server: conn.server,
             namespace: conn.namespace,
             auth: conn.auth,
+            remote,
+            origin: conn.origin,
         })
+    }
+
+    /// Names `section` (`opencti.daemon.kubernetes`) as where the timeouts are set.
+    pub(crate) fn in_section(mut self, section: &str) -> Client {
+        self.remote = self.remote.in_section(section);
+        self
+    }
+
+    /// `kubeconfig /root/.kube/config (context dev), namespace connectors`.
+    fn context(&self) -> String {
+        format!("{}, namespace {}", self.origin, self.namespace)
     }
 
     /// The namespace every call works in.
@@ -147,7 +165,7 @@ impl Client {
         };
         let mut resp = sent.map_err(|e| Error::Transport {
             op,
-            detail: e.to_string(),
+            detail: format!("{} ({})", self.remote.explain(&e), self.context()),
         })?;
         let code = resp.status().as_u16();
         if (200..300).contains(&code) {
@@ -168,6 +186,11 @@ impl Client {
             (_, true) => text.chars().take(300).collect(),
             (true, false) => status.message,
             (false, false) => format!("{}: {}", status.reason, status.message),
+        };
+        let message = match code {
+            // Who was refused, and where: the fix is in that kubeconfig or Role.
+            401 | 403 => format!("{message} (API server {}, {})", self.server, self.context()),
+            _ => message,
         };
         Err(Error::Api { op, code, message })
     }

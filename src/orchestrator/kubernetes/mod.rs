@@ -128,7 +128,8 @@ impl Kubernetes {
             plain_env: ks.plain_env,
         };
         let proxy_ca = proxy_ca_bundle(p)?;
-        let client = Client::new(conn, timeouts)?;
+        let section = format!("{}.daemon.kubernetes", platform.as_str());
+        let client = Client::new(conn, timeouts)?.in_section(&section);
         Ok(Kubernetes {
             client,
             shape: Shape {

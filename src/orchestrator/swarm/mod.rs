@@ -56,8 +56,8 @@ impl Swarm {
     /// and the platform's proxy CA. No engine call is made.
     ///
     /// # Errors
-    /// `Error::Config` naming the setting: an unreadable `swarm` section, an
-    /// unknown `pull_policy`, an unsupported engine address, an unreadable CA file.
+    /// `Error::Config` naming the setting: an unknown `pull_policy` (settings
+    /// not checked by the loader), an unsupported engine address, an unreadable CA file.
     pub fn new(settings: &Settings, platform: PlatformKind) -> Result<Swarm, Error> {
         Swarm::with_client(
             docker::engine_client(settings, platform)?,
@@ -80,8 +80,13 @@ impl Swarm {
             op: "swarm settings",
             detail,
         };
-        let options = SwarmOptions::from_section(settings.platform(platform).daemon.swarm.as_ref())
-            .map_err(|e| invalid(format!("{section}: {e}")))?;
+        // An absent section is all defaults (the existing composer panicked).
+        let options = settings
+            .platform(platform)
+            .daemon
+            .swarm
+            .clone()
+            .unwrap_or_default();
         let pull_policy = PullPolicy::parse(options.pull_policy.as_deref()).map_err(|v| {
             invalid(format!(
                 "{section}.pull_policy: unknown value {v:?} (always, if-not-present, never)"
