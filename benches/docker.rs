@@ -40,6 +40,11 @@ use common::http1;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "bench-token";
+/// The default connector image: busybox waiting for SIGTERM, doing nothing else, so
+/// the engine and the composer are measured, not the image (the ticker's `sleep 1`
+/// and two log lines a second per container loaded a 2-core machine to a load of 90
+/// with 500 of them). Built from `local/busybox:1` when missing.
+const IDLE_IMAGE: &str = "xtm-bench/idle:1";
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -109,11 +114,14 @@ fn main() {
         max_parallel: setting("BENCH_MAX_PARALLEL", 4) as usize,
         execute: setting("BENCH_EXECUTE_SCHEDULE", 10),
         idle: Duration::from_secs(setting("BENCH_IDLE_SECS", 60)),
-        image: std::env::var("BENCH_IMAGE").unwrap_or_else(|_| "xtm-test/ticker:1".into()),
+        image: std::env::var("BENCH_IMAGE").unwrap_or_else(|_| IDLE_IMAGE.into()),
         limit: Duration::from_secs(setting("BENCH_LIMIT_SECS", 1800)),
         stall_limit: Duration::from_secs(setting("BENCH_STALL_LIMIT_SECS", 120)),
     };
     let engine = Engine::shared();
+    if cfg.image == IDLE_IMAGE && !engine.has_image(IDLE_IMAGE) {
+        build_idle_image();
+    }
     let pid = std::process::id();
     let manager = format!("xtm-bench-{pid}");
     let floor_manager = format!("xtm-bench-floor-{pid}");
@@ -242,6 +250,42 @@ fn main() {
         stall(&fake, &engine, &mut composer, &manager, keys, &ids, &cfg);
     }
     stop(&mut composer);
+}
+
+/// `IDLE_IMAGE` from `local/busybox:1` (scripts/make-test-images.sh), through the
+/// Engine API's build endpoint with a one-file context (tar and curl, as the scripts do).
+fn build_idle_image() {
+    let dir = scratch("bench-image");
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM local/busybox:1\nCMD [\"/bin/sh\", \"-c\", \"trap 'exit 0' TERM INT; sleep 2147483647 & wait\"]\n",
+    )
+    .unwrap();
+    let tar = dir.join("context.tar");
+    let ok = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&*dir)
+        .arg("Dockerfile")
+        .status()
+        .unwrap();
+    assert!(ok.success(), "tar of the idle image's context failed");
+    let out = Command::new("curl")
+        .args(["-sS", "--unix-socket", DEFAULT_SOCKET, "-X", "POST"])
+        .args(["-H", "Content-Type: application/x-tar", "--data-binary"])
+        .arg(format!("@{}", tar.display()))
+        .arg(format!(
+            "http://docker/v1.41/build?t={}&rm=1&forcerm=1",
+            query(IDLE_IMAGE)
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !text.contains("\"error"),
+        "building {IDLE_IMAGE}: {text}"
+    );
 }
 
 fn load_average() -> String {
