@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Release artefacts from ONE build, which is also the air-gapped build (docs/air-gapped.md):
 #   1. network steps first: Debian tools, the musl target, `cargo vendor` into ./vendor;
-#   2. the static x86_64-unknown-linux-musl release binary, built --frozen (= --offline
-#      --locked) from ./vendor only, inside a network namespace with no interface up;
-#   3. from that binary: dependency list, .deb (dpkg-deb), .rpm (rpmbuild), FROM scratch
-#      image on the running dockerd and its `docker save` tarball, SHA256SUMS.
+#   2. the static release binaries for x86_64- and aarch64-unknown-linux-musl, one cargo
+#      build --frozen (= --offline --locked) from ./vendor only, inside a network namespace
+#      with no interface up (aarch64: Debian's cross gcc for ring's C parts);
+#   3. from those binaries: dependency list, and per architecture a .deb (dpkg-deb), an .rpm
+#      (rpmbuild), a FROM scratch image on the running dockerd and its `docker save`
+#      tarball; SHA256SUMS.
 # The checks are tests/packaging.rs (run by scripts/test.sh after this). Root, dockerd up.
 # Usage: scripts/package.sh [--offline]      Output: ${CARGO_TARGET_DIR:-target}/dist/
 #   --offline: inside an air-gapped site, skip step 1 (tools installed, ./vendor carried in).
@@ -14,16 +16,18 @@ export CARGO_TERM_COLOR=never
 t0=$(date +%s)
 step() { echo "package: $* ($(( $(date +%s) - t0 )) s)"; }
 
-TRIPLE=x86_64-unknown-linux-musl
+TRIPLE=x86_64-unknown-linux-musl       # dist/xtm-composer, .deb amd64, .rpm x86_64, image VERSION
+ARM_TRIPLE=aarch64-unknown-linux-musl  # dist/xtm-composer-aarch64, .deb arm64, .rpm aarch64, image VERSION-arm64
 repo=$PWD
 target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 dist=$target_dir/dist
 vendor=$repo/vendor
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
-image=xtm-composer:$version
 [[ $(id -u) -eq 0 ]] || { echo "scripts/package.sh: run as root (apt, image tree owners)" >&2; exit 1; }
 
-# 1. Network steps. musl-tools: ring's C code needs a musl C compiler; rpm: rpmbuild.
+# 1. Network steps. musl-tools: ring's C code needs a musl C compiler; rpm: rpmbuild;
+#    gcc-aarch64-linux-gnu + libc6-dev-arm64-cross: ring's C parts for aarch64 (its C needs
+#    only freestanding headers, and Rust links against its own self-contained musl).
 if [[ ${1:-} == --offline ]]; then
   [[ -d $vendor ]] || { echo "scripts/package.sh --offline: no ./vendor (see docs/air-gapped.md)" >&2; exit 1; }
   step "offline: using ./vendor and the installed tools"
@@ -31,6 +35,10 @@ else
   need=()
   command -v musl-gcc >/dev/null || need+=(musl-tools)
   command -v rpmbuild >/dev/null || need+=(rpm)
+  command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu)
+  [[ -d /usr/aarch64-linux-gnu/include ]] || need+=(libc6-dev-arm64-cross)
+  # For tests/packaging.rs: the aarch64 binary's --version and check, emulated.
+  command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
   command -v file >/dev/null || need+=(file)
   # For tests/packaging.rs: `systemd-analyze verify` also resolves the unit's man: link.
   command -v systemd-analyze >/dev/null || need+=(systemd)
@@ -41,7 +49,9 @@ else
     DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
   fi
-  rustup target list --installed | grep -qx "$TRIPLE" || rustup target add "$TRIPLE"
+  for t in "$TRIPLE" "$ARM_TRIPLE"; do
+    rustup target list --installed | grep -qx "$t" || rustup target add "$t"
+  done
   mkdir -p "$target_dir"
   cargo vendor --locked --versioned-dirs "$vendor" >"$target_dir/vendor.log" 2>&1 ||
     { cat "$target_dir/vendor.log" >&2; exit 1; }
@@ -52,7 +62,10 @@ fi
 #    refused (an unprivileged container), --frozen alone still forbids any download.
 offline=(--config 'source.crates-io.replace-with="vendored-sources"'
          --config "source.vendored-sources.directory=\"$vendor\"")
-build=(cargo build --release --frozen --target "$TRIPLE" "${offline[@]}")
+# Both targets in one invocation: build scripts and proc macros are built once, for the host.
+export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar
+cross=(--config "target.$ARM_TRIPLE.linker=\"aarch64-linux-gnu-gcc\"")
+build=(cargo build --release --frozen --target "$TRIPLE" --target "$ARM_TRIPLE" "${offline[@]}" "${cross[@]}")
 if unshare --net true 2>/dev/null; then
   netns="none (unshare --net)"
   unshare --net -- "${build[@]}"
@@ -60,19 +73,21 @@ else
   netns="host's (unshare refused; --frozen forbids downloads)"
   "${build[@]}"
 fi
-bin=$target_dir/$TRIPLE/release/xtm-composer
 rm -rf "$dist"
 mkdir -p "$dist"
-cp "$bin" "$dist/xtm-composer"
+cp "$target_dir/$TRIPLE/release/xtm-composer" "$dist/xtm-composer"
+cp "$target_dir/$ARM_TRIPLE/release/xtm-composer" "$dist/xtm-composer-aarch64"
 bin=$dist/xtm-composer
 {
   echo "version: $version"
-  echo "target: $TRIPLE"
+  echo "target: $TRIPLE (xtm-composer), $ARM_TRIPLE (xtm-composer-aarch64)"
   echo "command: ${build[*]}"
   echo "network during build: $netns"
   echo "rustc: $(rustc --version)"
 } >"$dist/BUILD-INFO"
-step "offline musl build done; binary $(stat -c %s "$bin") bytes; $(file -b "$bin" | grep -o 'static[-a-z]* linked')"
+for b in "$bin" "$dist/xtm-composer-aarch64"; do
+  step "offline musl build done; ${b##*/} $(stat -c %s "$b") bytes; $(file -b "$b" | grep -o 'static[-a-z]* linked')"
+done
 ldd "$bin" 2>&1 | sed 's/^/package: ldd: /' || true
 
 # 3a. Dependency list shipped with every artefact: what is compiled into the binary.
@@ -104,18 +119,24 @@ stage_common() { # $1 root, $2 env file destination
     docs/portainer-swarm.md docs/air-gapped.md docs/packaging.md "$r/usr/share/doc/xtm-composer/"
 }
 
-# 3b. .deb with dpkg-deb (Debian's own tool, already installed: no cargo-deb to compile).
-deb_root=$dist/stage-deb
-stage_common "$deb_root" /etc/default/xtm-composer
-install -m0644 packaging/copyright "$deb_root/usr/share/doc/xtm-composer/copyright"
-gzip -9n <packaging/CHANGELOG.md >"$deb_root/usr/share/doc/xtm-composer/changelog.gz"
-install -d -m0755 "$deb_root/DEBIAN"
-install -m0755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "$deb_root/DEBIAN/"
-printf '/etc/default/xtm-composer\n/etc/xtm-composer/default.yaml\n' >"$deb_root/DEBIAN/conffiles"
-cat >"$deb_root/DEBIAN/control" <<EOF
+# 3b-3d, once per architecture, from that architecture's binary.
+for arch in x86_64 aarch64; do
+  case $arch in
+    x86_64) deb_arch=amd64 bin=$dist/xtm-composer image=xtm-composer:$version suffix= ;;
+    aarch64) deb_arch=arm64 bin=$dist/xtm-composer-aarch64 image=xtm-composer:$version-arm64 suffix=-arm64 ;;
+  esac
+  # 3b. .deb with dpkg-deb (Debian's own tool, already installed: no cargo-deb to compile).
+  deb_root=$dist/stage-deb-$arch
+  stage_common "$deb_root" /etc/default/xtm-composer
+  install -m0644 packaging/copyright "$deb_root/usr/share/doc/xtm-composer/copyright"
+  gzip -9n <packaging/CHANGELOG.md >"$deb_root/usr/share/doc/xtm-composer/changelog.gz"
+  install -d -m0755 "$deb_root/DEBIAN"
+  install -m0755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "$deb_root/DEBIAN/"
+  printf '/etc/default/xtm-composer\n/etc/xtm-composer/default.yaml\n' >"$deb_root/DEBIAN/conffiles"
+  cat >"$deb_root/DEBIAN/control" <<EOF
 Package: xtm-composer
 Version: $version-1
-Architecture: amd64
+Architecture: $deb_arch
 Maintainer: XTM Composer maintainers <maintainers@xtm-composer.invalid>
 Installed-Size: $(du -sk --exclude=DEBIAN "$deb_root" | cut -f1)
 Depends: passwd
@@ -129,40 +150,45 @@ Description: runs OpenCTI connectors and OpenAEV collectors/injectors as contain
  composer (same configuration keys); the guides are in /usr/share/doc/xtm-composer.
  A single static binary with a hardened systemd unit (Type=notify).
 EOF
-deb=$dist/xtm-composer_${version}-1_amd64.deb
-dpkg-deb --root-owner-group -Zxz --build "$deb_root" "$deb" >/dev/null
-step ".deb $(stat -c %s "$deb") bytes"
+  deb=$dist/xtm-composer_${version}-1_$deb_arch.deb
+  dpkg-deb --root-owner-group -Zxz --build "$deb_root" "$deb" >/dev/null
+  step ".deb $(stat -c %s "$deb") bytes"
 
-# 3c. .rpm with rpmbuild from Debian's rpm package, packaging the same staged files.
-rpm_root=$dist/stage-rpm
-stage_common "$rpm_root" /etc/sysconfig/xtm-composer
-install -m0644 packaging/CHANGELOG.md "$rpm_root/usr/share/doc/xtm-composer/CHANGELOG.md"
-install -D -m0644 LICENSE "$rpm_root/usr/share/licenses/xtm-composer/LICENSE"
-rpmbuild -bb --quiet \
-  --define "_topdir $dist/rpmbuild" --define "_rpmdir $dist" \
-  --define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" \
-  --define "stage $rpm_root" --define "pkgversion $version" \
-  packaging/rpm/xtm-composer.spec
-rpm=$dist/xtm-composer-$version-1.x86_64.rpm
-step ".rpm $(stat -c %s "$rpm") bytes"
+  # 3c. .rpm with rpmbuild from Debian's rpm package, packaging the same staged files.
+  rpm_root=$dist/stage-rpm-$arch
+  stage_common "$rpm_root" /etc/sysconfig/xtm-composer
+  install -m0644 packaging/CHANGELOG.md "$rpm_root/usr/share/doc/xtm-composer/CHANGELOG.md"
+  install -D -m0644 LICENSE "$rpm_root/usr/share/licenses/xtm-composer/LICENSE"
+  # --target sets the package's architecture (nothing is compiled: any host can do it).
+  rpmbuild -bb --quiet --target "$arch-linux" \
+    --define "_topdir $dist/rpmbuild" --define "_rpmdir $dist" \
+    --define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" \
+    --define "stage $rpm_root" --define "pkgversion $version" \
+    packaging/rpm/xtm-composer.spec >/dev/null
+  rpm=$dist/xtm-composer-$version-1.$arch.rpm
+  step ".rpm $(stat -c %s "$rpm") bytes"
 
-# 3d. FROM scratch image from the same binary: the tree is staged with exact owners and modes
-#     and ADDed as one tar (a scratch image has no shell to chmod with).
-ctx=$dist/image
-tree=$ctx/tree
-install -d -m0755 "$tree/etc/ssl/certs" "$tree/usr/local/bin"
-install -d -m0750 -o 0 -g 10001 "$tree/etc/xtm-composer"
-install -m0640 -o 0 -g 10001 config/default.yaml "$tree/etc/xtm-composer/default.yaml"
-install -m0644 packaging/image/passwd packaging/image/group "$tree/etc/"
-install -m0644 /etc/ssl/certs/ca-certificates.crt "$tree/etc/ssl/certs/ca-certificates.crt"
-install -m0755 "$bin" "$tree/usr/local/bin/xtm-composer"
-tar --numeric-owner --sort=name -C "$tree" -cf "$ctx/rootfs.tar" .
-cp packaging/Dockerfile "$ctx/Dockerfile"
-# The legacy builder: BuildKit's buildx plugin is not in Debian's docker.io 20.10.
-DOCKER_BUILDKIT=0 docker build -t "$image" "$ctx" >"$ctx/build.log" 2>&1 || { cat "$ctx/build.log" >&2; exit 1; }
-docker save "$image" | gzip -6 >"$dist/xtm-composer-image-$version.tar.gz"
-step "image $image built; saved $(stat -c %s "$dist/xtm-composer-image-$version.tar.gz") bytes"
+  # 3d. FROM scratch image from the same binary: the tree is staged with exact owners and modes
+  #     and ADDed as one tar (a scratch image has no shell to chmod with).
+  ctx=$dist/image-$arch
+  tree=$ctx/tree
+  install -d -m0755 "$tree/etc/ssl/certs" "$tree/usr/local/bin"
+  install -d -m0750 -o 0 -g 10001 "$tree/etc/xtm-composer"
+  install -m0640 -o 0 -g 10001 config/default.yaml "$tree/etc/xtm-composer/default.yaml"
+  install -m0644 packaging/image/passwd packaging/image/group "$tree/etc/"
+  install -m0644 /etc/ssl/certs/ca-certificates.crt "$tree/etc/ssl/certs/ca-certificates.crt"
+  install -m0755 "$bin" "$tree/usr/local/bin/xtm-composer"
+  tar --numeric-owner --sort=name -C "$tree" -cf "$ctx/rootfs.tar" .
+  cp packaging/Dockerfile "$ctx/Dockerfile"
+  # The legacy builder: BuildKit's buildx plugin is not in Debian's docker.io 20.10.
+  # --platform only labels the image (FROM scratch, nothing runs during the build).
+  DOCKER_BUILDKIT=0 docker build --platform "linux/$deb_arch" -t "$image" "$ctx" >"$ctx/build.log" 2>&1 ||
+    { cat "$ctx/build.log" >&2; exit 1; }
+  saved=$dist/xtm-composer-image-$version$suffix.tar.gz
+  docker save "$image" | gzip -6 >"$saved"
+  step "image $image built; saved $(stat -c %s "$saved") bytes"
+done
 
 rm -rf "$dist/rpmbuild"
-(cd "$dist" && sha256sum xtm-composer ./*.deb ./*.rpm ./*.tar.gz dependencies.tsv >SHA256SUMS)
+(cd "$dist" && sha256sum xtm-composer xtm-composer-aarch64 ./*.deb ./*.rpm ./*.tar.gz dependencies.tsv >SHA256SUMS)
 step "artefacts in $dist"

@@ -34,6 +34,16 @@ const MIN_KEY_BITS: usize = 2048;
 /// re-encrypting values (each encryption is fresh, so the old ones never return).
 const CACHE_CAPACITY: usize = 4096;
 
+/// Bytes the cache may hold, counted as `ENTRY_OVERHEAD` plus the plaintext per entry.
+/// A few hundred connectors with a few short secrets each take tens of KiB; the bound
+/// keeps a platform sending large values (certificates, JSON blobs) from holding more
+/// than this in memory. A single value larger than the bound is not cached.
+const CACHE_BYTES: usize = 1024 * 1024;
+
+/// Fixed cost of one entry: the 32-byte digest, the `String` header and the map's
+/// slot, rounded up.
+const ENTRY_OVERHEAD: usize = 96;
+
 /// What went wrong loading the key or decrypting a value. Never carries key
 /// material, ciphertext or plaintext.
 #[derive(Debug)]
@@ -299,9 +309,37 @@ pub struct Decryptor {
     key: Key,
     /// SHA-256 of the ciphertext string -> plaintext. Hashing keeps the map small
     /// and fixed-size per entry whatever the value length.
-    cache: Mutex<HashMap<[u8; 32], Secret>>,
+    cache: Mutex<Cache>,
     capacity: usize,
+    max_bytes: usize,
     rsa_operations: AtomicU64,
+}
+
+/// The cached plaintexts and the bytes they count for (`ENTRY_OVERHEAD` + length each).
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<[u8; 32], Secret>,
+    bytes: usize,
+}
+
+impl Cache {
+    /// Inserts, first clearing everything when the entry or byte bound would be
+    /// passed. Clearing instead of evicting one entry: a full cache means values are
+    /// churning, so old entries are dead anyway; the live ones cost one RSA operation
+    /// each to come back, and no LRU bookkeeping is needed.
+    fn insert(&mut self, digest: [u8; 32], plaintext: Secret, capacity: usize, max_bytes: usize) {
+        let cost = ENTRY_OVERHEAD + plaintext.expose().len();
+        if cost > max_bytes {
+            return;
+        }
+        if self.entries.len() >= capacity || self.bytes + cost > max_bytes {
+            // A fresh map: `clear` would keep the old allocation.
+            *self = Cache::default();
+        }
+        if self.entries.insert(digest, plaintext).is_none() {
+            self.bytes += cost;
+        }
+    }
 }
 
 impl fmt::Debug for Decryptor {
@@ -316,14 +354,15 @@ impl fmt::Debug for Decryptor {
 impl Decryptor {
     /// A decryptor with an empty cache.
     pub fn new(key: Key) -> Decryptor {
-        Decryptor::with_capacity(key, CACHE_CAPACITY)
+        Decryptor::with_bounds(key, CACHE_CAPACITY, CACHE_BYTES)
     }
 
-    fn with_capacity(key: Key, capacity: usize) -> Decryptor {
+    fn with_bounds(key: Key, capacity: usize, max_bytes: usize) -> Decryptor {
         Decryptor {
             key,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
             capacity,
+            max_bytes,
             rsa_operations: AtomicU64::new(0),
         }
     }
@@ -353,22 +392,16 @@ impl Decryptor {
     /// decrypt it once.
     pub fn decrypt(&self, value: &str) -> Result<Secret, Error> {
         let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
-        if let Some(hit) = self.lock_cache().get(&digest) {
+        if let Some(hit) = self.lock_cache().entries.get(&digest) {
             return Ok(hit.clone());
         }
         let plaintext = self.decrypt_uncached(value)?;
-        let mut cache = self.lock_cache();
-        // Clearing instead of evicting one entry: a full cache means values are
-        // churning, so old entries are dead anyway; the live ones cost one RSA
-        // operation each to come back, and no LRU bookkeeping is needed.
-        if cache.len() >= self.capacity {
-            cache.clear();
-        }
-        cache.insert(digest, plaintext.clone());
+        self.lock_cache()
+            .insert(digest, plaintext.clone(), self.capacity, self.max_bytes);
         Ok(plaintext)
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Secret>> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         // A panic elsewhere cannot leave a HashMap of finished entries half-written
         // in a way that matters here, so a poisoned lock is still usable.
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
@@ -676,7 +709,8 @@ mod tests {
     fn full_cache_is_cleared_and_refilled() {
         let v = vectors();
         let set = &v.rsa2048;
-        let d = Decryptor::with_capacity(Key::from_pem(&set.private_key_pkcs8_pem).unwrap(), 2);
+        let key = Key::from_pem(&set.private_key_pkcs8_pem).unwrap();
+        let d = Decryptor::with_bounds(key, 2, CACHE_BYTES);
         d.decrypt(&set.v1_pkcs1v15).unwrap();
         d.decrypt(&set.v2_oaep_sha256).unwrap();
         d.decrypt(&set.v2_oaep_sha256).unwrap();
@@ -687,7 +721,38 @@ mod tests {
         assert_eq!(d.rsa_operations(), 3);
         assert_eq!(d.decrypt(&set.v1_pkcs1v15).unwrap().expose(), set.plaintext);
         assert_eq!(d.rsa_operations(), 4);
-        assert!(d.lock_cache().len() <= 2);
+        assert!(d.lock_cache().entries.len() <= 2);
+    }
+
+    #[test]
+    fn cache_over_its_byte_bound_is_cleared_and_an_oversized_value_is_not_kept() {
+        let v = vectors();
+        let set = &v.rsa2048;
+        let one = ENTRY_OVERHEAD + set.plaintext.len();
+        let key = Key::from_pem(&set.private_key_pkcs8_pem).unwrap();
+        // Room for one entry of the plaintext's size, not two.
+        let d = Decryptor::with_bounds(key, 100, one + one / 2);
+        d.decrypt(&set.v1_pkcs1v15).unwrap();
+        d.decrypt(&set.v1_pkcs1v15).unwrap();
+        assert_eq!(d.rsa_operations(), 1);
+        assert_eq!(d.lock_cache().bytes, one);
+        // The second value passes the byte bound: the cache starts over with it.
+        d.decrypt(&set.v2_oaep_sha256).unwrap();
+        assert_eq!(d.lock_cache().entries.len(), 1);
+        assert_eq!(d.lock_cache().bytes, one);
+        d.decrypt(&set.v2_oaep_sha256).unwrap();
+        assert_eq!(d.rsa_operations(), 2);
+        assert_eq!(d.decrypt(&set.v1_pkcs1v15).unwrap().expose(), set.plaintext);
+        assert_eq!(d.rsa_operations(), 3);
+
+        // A value larger than the whole bound is decrypted each time, never kept.
+        let key = Key::from_pem(&set.private_key_pkcs8_pem).unwrap();
+        let tiny = Decryptor::with_bounds(key, 100, one - 1);
+        tiny.decrypt(&set.v1_pkcs1v15).unwrap();
+        tiny.decrypt(&set.v1_pkcs1v15).unwrap();
+        assert_eq!(tiny.rsa_operations(), 2);
+        assert_eq!(tiny.lock_cache().bytes, 0);
+        assert!(tiny.lock_cache().entries.is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The release artefacts of scripts/package.sh (scripts/test.sh runs it before the tests):
-//! the static musl binary, the .deb (installed and removed for real), the .rpm, the hardened
-//! unit, the FROM scratch image on the real dockerd, the dependency list. A missing artefact
+//! the static musl binary and its size bound, the .deb (installed and removed for real), the
+//! .rpm, the hardened unit, the FROM scratch image on the real dockerd, the dependency list;
+//! the aarch64 binary (run under qemu-user) and its .deb, .rpm and image. A missing artefact
 //! or tool fails the test with the command that makes it: nothing here is skipped.
 
 mod common;
@@ -14,6 +15,15 @@ use common::fake_opencti::FakeOpenCti;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const TOKEN: &str = "packaging-test-token";
+
+/// The stripped x86_64 static binary may not grow past this (docs/benchmarks.md, "Binary
+/// size"). Issue 15's goal is 3,000,000 bytes; the release profile alone reaches ~3.23 MB,
+/// so the bound holds what is reached and is to be lowered with each byte won.
+const MAX_BINARY_BYTES: u64 = 3_300_000;
+
+/// ELF `e_machine` values (the ELF gABI): x86-64 and AArch64.
+const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
 
 /// `<target>/dist`, next to the `debug/` folder of the binary under test
 /// (`$CARGO_TARGET_DIR` or `target/`), where scripts/package.sh writes.
@@ -105,14 +115,40 @@ fn gid_of(group: &str) -> u32 {
         .unwrap()
 }
 
+/// The `e_machine` field of an ELF file (little-endian, offset 18).
+fn elf_machine(path: &Path) -> u16 {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        &bytes[..4],
+        b"\x7fELF",
+        "{} is not an ELF file",
+        path.display()
+    );
+    u16::from_le_bytes([bytes[18], bytes[19]])
+}
+
+fn sha256(path: &Path) -> String {
+    ok("sha256sum", &[path.to_str().unwrap()])
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
-fn the_musl_binary_is_static_and_its_size_is_printed() {
+fn the_musl_binary_is_static_and_within_its_size_bound() {
     let bin = artefact("xtm-composer");
+    assert_eq!(elf_machine(&bin), EM_X86_64);
     let bin = bin.to_str().unwrap();
     let size = std::fs::metadata(bin).unwrap().len();
     println!(
         "static musl binary: {size} bytes ({:.2} MB)",
         size as f64 / 1e6
+    );
+    assert!(
+        size <= MAX_BINARY_BYTES,
+        "the x86_64 static binary has {size} bytes, over the bound of {MAX_BINARY_BYTES}: \
+         see docs/benchmarks.md, \"Binary size\", for where the bytes go"
     );
     let file = ok("file", &["-b", bin]);
     println!("file: {}", file.trim());
@@ -137,10 +173,9 @@ fn the_binary_came_from_the_offline_vendored_build() {
     let info = std::fs::read_to_string(artefact("BUILD-INFO")).unwrap();
     println!("{info}");
     assert!(info.contains("--frozen"), "{info}");
-    assert!(
-        info.contains("--target x86_64-unknown-linux-musl"),
-        "{info}"
-    );
+    for target in ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"] {
+        assert!(info.contains(&format!("--target {target}")), "{info}");
+    }
     assert!(
         info.contains("source.crates-io.replace-with=\"vendored-sources\""),
         "{info}"
@@ -1001,5 +1036,147 @@ fn the_man_page_covers_every_command_and_option_of_help() {
             bold.iter().any(|b| b == w),
             "{w} from --help is not in packaging/xtm-composer.1 ({bold:?})"
         );
+    }
+}
+
+/// Runs the aarch64 binary under qemu-user (scripts/package.sh installs qemu-user-static).
+fn qemu(args: &[&str]) -> Output {
+    let bin = artefact("xtm-composer-aarch64");
+    let mut all = vec![bin.to_str().unwrap()];
+    all.extend_from_slice(args);
+    run("qemu-aarch64-static", &all)
+}
+
+#[test]
+fn the_aarch64_binary_is_static_and_runs_version_and_check_under_qemu() {
+    let bin = artefact("xtm-composer-aarch64");
+    assert_eq!(elf_machine(&bin), EM_AARCH64);
+    let size = std::fs::metadata(&bin).unwrap().len();
+    println!(
+        "static aarch64 binary: {size} bytes ({:.2} MB)",
+        size as f64 / 1e6
+    );
+    let file = ok("file", &["-b", bin.to_str().unwrap()]);
+    println!("file: {}", file.trim());
+    assert!(file.contains("ARM aarch64"), "{file}");
+    assert!(
+        file.contains("statically linked") || file.contains("static-pie linked"),
+        "{file}"
+    );
+
+    let version = qemu(&["--version"]);
+    assert!(version.status.success(), "{}", text(&version));
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("xtm-composer {VERSION}")
+    );
+
+    // check: configuration folder, key, a platform over TCP and the real dockerd, emulated.
+    let dir = std::env::temp_dir().join(format!("xtm-qemu-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy("config/default.yaml", dir.join("default.yaml")).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap();
+    let key = dir.join("private.pem");
+    std::fs::write(
+        &key,
+        v["rsa2048"]["private_key_pkcs8_pem"].as_str().unwrap(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let fake = FakeOpenCti::start(TOKEN);
+    let check = Command::new("qemu-aarch64-static")
+        .arg(&bin)
+        .args(["check", "--config", dir.to_str().unwrap()])
+        .env("MANAGER__ID", format!("pkg-qemu-{}", std::process::id()))
+        .env("MANAGER__CREDENTIALS_KEY_FILEPATH", &key)
+        .env("MANAGER__LOGGER__FORMAT", "pretty")
+        .env("OPENCTI__URL", fake.url())
+        .env("OPENCTI__TOKEN", TOKEN)
+        .env("OPENCTI__DAEMON__SELECTOR", "docker")
+        .output()
+        .expect("qemu-aarch64-static (scripts/package.sh installs qemu-user-static)");
+    let out = text(&check);
+    println!("check under qemu-aarch64:\n{out}");
+    assert!(check.status.success(), "{out}");
+    for line in [
+        "✔ private key: RSA 2048 bits",
+        "✔ opencti platform",
+        "✔ opencti orchestrator: reachable",
+    ] {
+        assert!(out.contains(line), "{line:?} not in\n{out}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn each_architecture_has_a_deb_an_rpm_and_an_image_holding_its_own_binary() {
+    for (arch, deb_arch, bin, image) in [
+        ("x86_64", "amd64", "xtm-composer", image()),
+        (
+            "aarch64",
+            "arm64",
+            "xtm-composer-aarch64",
+            format!("{}-arm64", image()),
+        ),
+    ] {
+        let want = sha256(&artefact(bin));
+
+        let deb = artefact(&format!("xtm-composer_{VERSION}-1_{deb_arch}.deb"));
+        let deb = deb.to_str().unwrap();
+        assert_eq!(
+            ok("dpkg-deb", &["-f", deb, "Architecture"]).trim(),
+            deb_arch
+        );
+        let dir = std::env::temp_dir().join(format!("xtm-arch-{arch}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        ok("dpkg-deb", &["-x", deb, dir.to_str().unwrap()]);
+        assert_eq!(sha256(&dir.join("usr/bin/xtm-composer")), want, "{deb}");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let rpm = artefact(&format!("xtm-composer-{VERSION}-1.{arch}.rpm"));
+        let rpm = rpm.to_str().unwrap();
+        assert_eq!(ok("rpm", &["-qp", "--qf", "%{ARCH}", rpm]).trim(), arch);
+        // rpm >= 4.14 records each file's SHA-256.
+        let digests = ok(
+            "rpm",
+            &["-qp", "--qf", "[%{FILENAMES} %{FILEDIGESTS}\n]", rpm],
+        );
+        assert!(
+            digests.contains(&format!("/usr/bin/xtm-composer {want}")),
+            "{rpm}:\n{digests}"
+        );
+
+        let inspect = docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Os}}/{{.Architecture}}",
+            &image,
+        ]);
+        assert!(
+            inspect.status.success(),
+            "image {image} missing: run `bash scripts/package.sh` with dockerd up:\n{}",
+            text(&inspect)
+        );
+        assert_eq!(text(&inspect).trim(), format!("linux/{deb_arch}"));
+        let created = format!("xtm-pkg-{arch}-{}", std::process::id());
+        let _ = docker(&["rm", "-f", &created]);
+        docker_ok(&["create", "--name", &created, &image]);
+        let container = Container(created);
+        let copy = std::env::temp_dir().join(format!("{}.bin", container.0));
+        docker_ok(&[
+            "cp",
+            &format!("{}:/usr/local/bin/xtm-composer", container.0),
+            copy.to_str().unwrap(),
+        ]);
+        assert_eq!(sha256(&copy), want, "{image}");
+        std::fs::remove_file(&copy).unwrap();
+        let saved = artefact(&format!(
+            "xtm-composer-image-{VERSION}{}.tar.gz",
+            if arch == "x86_64" { "" } else { "-arm64" }
+        ));
+        assert!(std::fs::metadata(saved).unwrap().len() > 1_000_000);
     }
 }
