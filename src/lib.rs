@@ -12,6 +12,8 @@ pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod env;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod http;
 pub mod logging;
 pub mod logs;

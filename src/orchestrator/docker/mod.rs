@@ -7,7 +7,7 @@
 
 pub mod client;
 pub mod image;
-mod stream;
+pub(crate) mod stream;
 mod transport;
 pub(crate) mod wire;
 
