@@ -24,6 +24,8 @@ pub mod crypto;
 pub mod engine;
 pub mod env;
 pub mod executor;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub mod http;
 pub mod liveness;
 pub mod logging;

@@ -4,9 +4,9 @@
 //! (CONTRACT §2, §3, §8.1).
 
 pub mod openaev;
-mod openaev_wire;
+pub(crate) mod openaev_wire;
 pub mod opencti;
-mod opencti_wire;
+pub(crate) mod opencti_wire;
 
 use std::fmt;
 

@@ -8,7 +8,7 @@
 pub mod client;
 pub(crate) mod events;
 pub mod image;
-mod stream;
+pub(crate) mod stream;
 mod transport;
 pub(crate) mod wire;
 

@@ -273,9 +273,24 @@ fn from_kubeconfig(paths: &[PathBuf]) -> Result<Connection, Error> {
             )));
         }
     };
-    if cluster.server.is_empty() {
+    // As client-go does: a server without a scheme is https.
+    let server = match cluster.server.as_str() {
+        s if s.is_empty() || s.contains("://") => s.trim_end_matches('/').to_string(),
+        s => format!("https://{}", s.trim_end_matches('/')),
+    };
+    if server.is_empty() {
         return Err(config(format!(
             "kubeconfig {shown}: cluster {} has no server",
+            ctx.cluster
+        )));
+    }
+    // Found by fuzzing: `httpu://…` was taken as a server, to fail on each call.
+    let is_url = server.parse::<ureq::http::Uri>().is_ok_and(|u| {
+        matches!(u.scheme_str(), Some("https" | "http")) && u.host().is_some_and(|h| !h.is_empty())
+    });
+    if !is_url {
+        return Err(config(format!(
+            "kubeconfig {shown}: cluster {} server {server:?} is not an https:// URL",
             ctx.cluster
         )));
     }
@@ -290,7 +305,7 @@ fn from_kubeconfig(paths: &[PathBuf]) -> Result<Connection, Error> {
         None => (None, Auth::None),
     };
     Ok(Connection {
-        server: cluster.server.trim_end_matches('/').to_string(),
+        server,
         namespace: ctx
             .namespace
             .clone()
@@ -726,6 +741,22 @@ users:
             .err()
             .unwrap();
         assert!(e.to_string().contains("without its key"), "{e}");
+        // Found by fuzzing (fuzz/fuzz_targets/kubeconfig.rs).
+        for server in ["httpu://127.0.0.1:6443", "https://", "https://:6443"] {
+            let text = CFG.replace("https://127.0.0.1:6443/", server);
+            let p = write(&d, "config3", &text);
+            let e = Connection::open(&Source::Kubeconfig(vec![p]))
+                .err()
+                .unwrap();
+            assert!(e.to_string().contains("is not an https:// URL"), "{e}");
+        }
+        let p = write(
+            &d,
+            "config4",
+            &CFG.replace("https://127.0.0.1:6443/", "127.0.0.1:6443"),
+        );
+        let c = Connection::open(&Source::Kubeconfig(vec![p])).unwrap();
+        assert_eq!(c.server, "https://127.0.0.1:6443");
     }
 
     #[test]

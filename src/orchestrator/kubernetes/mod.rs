@@ -20,7 +20,7 @@
 
 mod client;
 pub mod connect;
-mod manifest;
+pub(crate) mod manifest;
 mod secrets;
 mod wire;
 
