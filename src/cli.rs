@@ -127,7 +127,10 @@ pub fn engines(
     for kind in enabled(settings) {
         let p = settings.platform(kind);
         let platform = platform_for(settings, kind, decryptor.key())?;
-        let orchestrator = orchestrator_for(settings, kind)?;
+        let orchestrator: Arc<dyn Orchestrator> = Arc::new(crate::observe::counted::Counted {
+            inner: orchestrator_for(settings, kind)?,
+            platform: kind,
+        });
         let ca = p.with_proxy && !p.https_proxy_ca.is_empty();
         let options = Options {
             execute_every: Duration::from_secs(m.execute_schedule),
@@ -141,7 +144,10 @@ pub fn engines(
                 removal_grace: Duration::from_secs(m.removal_grace),
                 crash_loop_stop_after: m.crash_loop.stop_after,
             },
-            step_limit: step_limit(settings, kind),
+            step_limit: m
+                .observability
+                .stale_after
+                .map_or_else(|| step_limit(settings, kind), Duration::from_secs),
             action_limit: ACTION_LIMIT,
         };
         let ctx = env::Context::new(settings, kind, process_env, ca);
@@ -230,6 +236,17 @@ pub fn run(
         .unwrap_or(ENGINE_CALL);
     let loops = Loops::default();
     let mut threads = Vec::new();
+    let listener = match settings.manager.observability.listen.as_deref() {
+        Some(addr) => match crate::observe::server::bind(addr) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::error!("{e}");
+                eprintln!("xtm-composer: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => None,
+    };
     let mut platforms = 0;
     let mut pool = None;
     let started = crate::signals::spawn(stop_tx).and_then(|_| {
@@ -244,6 +261,18 @@ pub fn run(
             threads.extend(e.spawn(p.handle(), &stop_rx, &loops)?);
         }
         pool = Some(p);
+        if let Some(l) = listener {
+            if let Ok(addr) = l.local_addr() {
+                log::info!(
+                    "observability listener on http://{addr} (/healthz /readyz /metrics /status)"
+                );
+            }
+            threads.push(crate::observe::server::spawn(
+                l,
+                loops.clone(),
+                stop_rx.clone(),
+            )?);
+        }
         let (stop, l, n) = (stop_rx.clone(), loops.clone(), Arc::clone(&notifier));
         threads.push(spawn("watchdog".into(), move || {
             supervise(&l, &n, &*beat, watchdog, &stop)
@@ -525,5 +554,53 @@ fn orchestrator_hint(selector: Selector, kind: PlatformKind, up: &str) -> String
         _ => format!(
             "check {kind}.daemon.selector and that the engine socket is reachable by this user ({up}__DAEMON__DOCKER__HOST)"
         ),
+    }
+}
+
+/// `status`: the running daemon's `/status` as a table and its `/healthz`
+/// verdict; exit 1 when it cannot be reached or is unhealthy, 2 when no
+/// listener is configured.
+pub fn status(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
+    use crate::observe::table;
+    let loaded = match load(dir, env) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Some(listen) = loaded.settings.manager.observability.listen.as_deref() else {
+        eprintln!(
+            "xtm-composer: status needs manager.observability.listen (MANAGER__OBSERVABILITY__LISTEN)"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let asked = table::target(listen).and_then(|addr| {
+        let health = table::get(addr, "/healthz")?;
+        let (code, body) = table::get(addr, "/status")?;
+        let status: serde_json::Value = (code == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
+            .ok_or_else(|| format!("http://{addr}/status answered {code}"))?;
+        Ok((health, status))
+    });
+    let ((code, health), status) = match asked {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("xtm-composer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (kind, p) in status["platforms"].as_object().into_iter().flatten() {
+        println!(
+            "{kind}: registered {}, last listing {}, {} connector(s)",
+            p["registered"],
+            p["last_listing"].as_str().unwrap_or("never"),
+            p["connectors"]
+        );
+    }
+    print!("{}", table::table(&status));
+    println!("health: {}", health.trim());
+    if code == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

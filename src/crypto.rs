@@ -333,9 +333,12 @@ impl Decryptor {
     pub fn decrypt(&self, value: &str) -> Result<Secret, Error> {
         let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
         if let Some(hit) = self.lock_cache().get(&digest) {
+            crate::observe::board().decrypted(true, true);
             return Ok(hit.clone());
         }
-        let plaintext = self.decrypt_uncached(value)?;
+        let plaintext = self.decrypt_uncached(value);
+        crate::observe::board().decrypted(plaintext.is_ok(), false);
+        let plaintext = plaintext?;
         let mut cache = self.lock_cache();
         // Clearing instead of evicting one entry: a full cache means values are
         // churning, so old entries are dead anyway; the live ones cost one RSA

@@ -212,11 +212,21 @@ impl Engine {
     /// # Errors
     /// The listing or the workload list failed.
     pub fn observe_and_plan(&self) -> Result<(Plan, Vec<Desired>), ObserveError> {
-        let listing: Listing = self.platform.list().map_err(ObserveError::Listing)?;
+        let (started, board) = (Instant::now(), crate::observe::board());
+        let kind = self.platform.kind();
+        let failed = |e| {
+            board.listing_failed(kind);
+            e
+        };
+        let listing: Listing = self
+            .platform
+            .list()
+            .map_err(|e| failed(ObserveError::Listing(e)))?;
         for p in &listing.problems {
             log::warn!("{}: listing: {p}", self.name());
         }
-        let workloads: Vec<Workload> = self.orchestrator.list().map_err(ObserveError::Workloads)?;
+        let workloads: Vec<Workload> =
+            (self.orchestrator.list()).map_err(|e| failed(ObserveError::Workloads(e)))?;
         let desired: Vec<Desired> = listing
             .connectors
             .into_iter()
@@ -236,10 +246,15 @@ impl Engine {
             in_flight: &in_flight,
             policy: self.options.policy,
         };
-        Ok((
-            reconcile::plan(&input, &self.memory, SystemTime::now()),
-            desired,
-        ))
+        let plan = reconcile::plan(&input, &self.memory, SystemTime::now());
+        let seen = crate::observe::Seen {
+            desired: &desired,
+            workloads: &workloads,
+            memory: &plan.memory,
+            name_prefix: self.options.name_prefix.as_deref(),
+        };
+        board.seen(kind, seen, started.elapsed());
+        Ok((plan, desired))
     }
 
     /// Observes and plans; on success the plan's memory is kept, and each
@@ -364,6 +379,8 @@ impl Engine {
         let name = self.name();
         let now = SystemTime::now();
         for d in outcome.done {
+            let kind = self.platform.kind();
+            crate::observe::board().action(kind, &id, d.kind, &d.result, d.elapsed);
             let w = d.workload.as_deref().unwrap_or("-");
             match d.result {
                 Ok(()) => {
@@ -508,6 +525,7 @@ impl Engine {
         let kind = self.platform.kind();
         let (platform, schedule) = (Arc::clone(&self.platform), self.schedule());
         let shared = Arc::new(alive::Shared::default());
+        crate::observe::board().attach(kind, Arc::clone(&shared));
         let (refused_tx, refused_rx) = bounded::<()>(1);
         let limit = self.options.step_limit;
         let alive_beat = loops.register(&format!("{kind}-alive"), limit);

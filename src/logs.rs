@@ -61,6 +61,7 @@ impl LogJob {
                 unreachable: matches!(e, platform::Error::Transport { .. }),
                 message: format!("shipping logs: {e}"),
             })?;
+        crate::observe::board().shipped(lines.len());
         Ok(lines.len())
     }
 }

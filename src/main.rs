@@ -31,6 +31,7 @@ COMMANDS:
     run        reconcile continuously (default)
     plan       list connectors and workloads once, print the actions a cycle would take, change nothing
     check      validate the configuration, load the key, reach each platform and engine; non-zero exit on failure
+    status     ask the running composer (manager.observability.listen) what it does; non-zero when unreachable or unhealthy
     version    print the version
 
 OPTIONS:
@@ -46,6 +47,7 @@ enum Command {
     Run,
     Plan,
     Check,
+    Status,
     Version,
     Help,
 }
@@ -59,6 +61,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<(Command, Option<Pat
             "run" => Command::Run,
             "plan" => Command::Plan,
             "check" => Command::Check,
+            "status" => Command::Status,
             "version" | "-V" | "--version" => Command::Version,
             "help" | "-h" | "--help" => Command::Help,
             "--config" => {
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         }
         Command::Check => cli::check(dir.as_deref(), &env),
         Command::Plan => cli::plan(dir.as_deref(), &env),
+        Command::Status => cli::status(dir.as_deref(), &env),
         Command::Run => cli::run(dir.as_deref(), &env, Arc::new(|| {})),
     }
 }

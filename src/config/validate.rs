@@ -138,6 +138,19 @@ fn check_manager(m: &Manager, f: &mut Findings) {
     if m.max_parallel == 0 {
         f.error("manager.max_parallel", Some("0"), "must be at least 1");
     }
+    if let Some(listen) = &m.observability.listen
+        && listen.parse::<std::net::SocketAddr>().is_err()
+    {
+        let why = "must be an IP address and port, e.g. 127.0.0.1:9464";
+        f.error("manager.observability.listen", Some(listen), why);
+    }
+    if m.observability.stale_after == Some(0) {
+        f.error(
+            "manager.observability.stale_after",
+            Some("0"),
+            "must be at least 1 (seconds)",
+        );
+    }
     f.one_of("manager.logger.level", &m.logger.level, &LEVELS);
     f.one_of("manager.logger.format", &m.logger.format, &FORMATS);
     if !m.logger.directory && !m.logger.console {
