@@ -140,7 +140,7 @@ fn platforms(t: &mut Text, s: &Snapshot) {
         (
             "xtm_composer_platform_up",
             "1 when the last connector listing and workload list succeeded.",
-            |p| p.listing_ok.map(|ok| f64::from(u8::from(ok))),
+            |p| Some(f64::from(u8::from(p.listing_ok == Some(true)))),
         ),
         (
             "xtm_composer_platform_registered",

@@ -181,8 +181,30 @@ fn serve(mut s: TcpStream, loops: &Loops) {
         Err(Refusal::Timeout) => Answer::text(408, "request not received in time\n"),
     };
     write_answer(&mut s, &a);
-    let _ = s.shutdown(std::net::Shutdown::Both);
+    close(s);
 }
+
+/// Closes after the answer without losing it: unread input at close would
+/// make the kernel reset the connection, and the client could lose the
+/// answer (an oversized request, a slow client still sending). So the input
+/// is drained, bounded in bytes and time, after our side is shut.
+fn close(mut s: TcpStream) {
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let _ = s.set_read_timeout(Some(DRAIN_FOR));
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let mut drained = 0;
+    while start.elapsed() < DRAIN_FOR && drained < DRAIN_MAX {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+}
+
+/// At most this long and this much input is drained after an answer.
+const DRAIN_FOR: Duration = Duration::from_secs(1);
+const DRAIN_MAX: usize = 1024 * 1024;
 
 /// Binds `addr`.
 ///
