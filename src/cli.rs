@@ -368,28 +368,59 @@ fn wait_for(threads: Vec<JoinHandle<()>>, grace: Duration) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// How `plan` reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOutput {
+    /// One JSON document on stdout instead of text.
+    pub json: bool,
+    /// Exit 0 when nothing is to change, 2 when changes are planned, 1 on error.
+    pub detailed_exitcode: bool,
+}
+
 /// `plan`: one listing and one workload list per platform, actions printed,
 /// nothing changed — neither the workloads nor the platform (no registration).
-pub fn plan(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
+/// Undeployable connectors and skipped listing entries are listed too.
+pub fn plan(dir: Option<&Path>, env: &[(String, String)], out: PlanOutput) -> ExitCode {
+    use crate::observe::report;
+    // With --detailed-exitcode, 2 means "changes": any error is 1.
+    let error = |code: ExitCode| {
+        if out.detailed_exitcode {
+            ExitCode::FAILURE
+        } else {
+            code
+        }
+    };
     let (settings, decryptor) = match startup(dir, env) {
         Ok(s) => s,
-        Err(code) => return code,
+        Err(code) => return error(code),
     };
     let engines = match engines(&settings, &decryptor, env, None) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("xtm-composer: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return error(ExitCode::from(EXIT_CONFIG));
         }
     };
-    let mut code = ExitCode::SUCCESS;
+    let (mut failed, mut changes, mut docs) = (false, 0, Vec::new());
     for e in engines {
         let kind = e.platform.kind();
         match e.observe_and_plan() {
-            Ok((p, _)) => {
+            Ok((p, desired)) => {
+                changes += report::changes(&p);
+                if out.json {
+                    docs.push(report::plan_json(kind.as_str(), &p, &desired, describe));
+                    continue;
+                }
                 println!("{kind}: {} action(s)", p.actions.len());
                 for a in &p.actions {
                     println!("  {}", describe(a));
+                }
+                for d in desired.iter().filter(|d| d.env.is_err()) {
+                    let why = d.env.as_ref().err().map_or("", String::as_str);
+                    println!(
+                        "  not deployable {} ({}): {why}",
+                        d.connector.id, d.connector.name
+                    );
                 }
                 for n in &p.notes {
                     println!(
@@ -401,12 +432,25 @@ pub fn plan(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
                 }
             }
             Err(err) => {
-                println!("{kind}: cannot plan: {err}");
-                code = ExitCode::FAILURE;
+                failed = true;
+                if out.json {
+                    let doc = serde_json::json!({"platform": kind.as_str(), "ok": false, "error": err.to_string()});
+                    docs.push(doc);
+                } else {
+                    println!("{kind}: cannot plan: {err}");
+                }
             }
         }
     }
-    code
+    if out.json {
+        let doc = serde_json::json!({"ok": !failed, "changes": changes, "platforms": docs});
+        println!("{doc:#}");
+    }
+    match (failed, out.detailed_exitcode && changes > 0) {
+        (true, _) => ExitCode::FAILURE,
+        (false, true) => ExitCode::from(2),
+        (false, false) => ExitCode::SUCCESS,
+    }
 }
 
 /// One line per action for `plan`; no env values (they may be secrets).
@@ -437,10 +481,18 @@ pub fn describe(a: &crate::reconcile::Action) -> String {
 
 struct Checks {
     failed: bool,
+    /// `check --json`: the checks, collected instead of printed.
+    json: Option<Vec<serde_json::Value>>,
 }
 
 impl Checks {
     fn line(&mut self, ok: bool, what: &str, detail: &str, hint: &str) {
+        if let Some(items) = &mut self.json {
+            self.failed |= !ok;
+            let fix = (!hint.is_empty()).then_some(hint);
+            items.push(serde_json::json!({"check": what, "ok": ok, "detail": detail, "fix": fix}));
+            return;
+        }
         if ok {
             println!("✔ {what}: {detail}");
         } else {
@@ -451,13 +503,44 @@ impl Checks {
             }
         }
     }
+    /// A warning line (`!`), or a JSON item with `"warning"`.
+    fn warn(&mut self, w: &str) {
+        match &mut self.json {
+            Some(items) => items.push(serde_json::json!({"warning": w})),
+            None => println!("! {w}"),
+        }
+    }
+
+    /// With `--json`: prints the one document.
+    fn finish(&self) {
+        if let Some(items) = &self.json {
+            let doc = serde_json::json!({"ok": !self.failed, "checks": items});
+            println!("{doc:#}");
+        }
+    }
 }
 
 /// `check`: a line per check with ✔/✘ and a fix hint; non-zero on any ✘.
-pub fn check(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
-    let mut c = Checks { failed: false };
+/// `json`: one JSON document (`{"ok", "checks": [{check, ok, detail, fix}]}`).
+pub fn check(dir: Option<&Path>, env: &[(String, String)], json: bool) -> ExitCode {
+    let mut c = Checks {
+        failed: false,
+        json: json.then(Vec::new),
+    };
+    let code = check_all(&mut c, dir, env);
+    c.finish();
+    code
+}
+
+fn check_all(c: &mut Checks, dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
     let loaded = match config::load(dir, env) {
         Ok(l) => l,
+        Err(problems) if c.json.is_some() => {
+            for p in &problems {
+                c.line(false, "configuration", &p.to_string(), "correct this value");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
         Err(problems) => {
             c.line(
                 false,
@@ -479,13 +562,13 @@ pub fn check(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
         "",
     );
     for w in &loaded.warnings {
-        println!("! {w}");
+        c.warn(&w.to_string());
     }
     let key = match Key::load(&s.manager) {
         Ok((k, warnings)) => {
             c.line(true, "private key", &format!("RSA {} bits", k.bits()), "");
             for w in warnings {
-                println!("! {w}");
+                c.warn(&w.to_string());
             }
             Some(k)
         }
@@ -496,7 +579,7 @@ pub fn check(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
         }
     };
     for kind in enabled(s) {
-        check_platform(&mut c, s, kind, key.as_ref());
+        check_platform(c, s, kind, key.as_ref());
     }
     if c.failed {
         ExitCode::FAILURE

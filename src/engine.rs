@@ -222,9 +222,6 @@ impl Engine {
             .platform
             .list()
             .map_err(|e| failed(ObserveError::Listing(e)))?;
-        for p in &listing.problems {
-            log::warn!("{}: listing: {p}", self.name());
-        }
         let workloads: Vec<Workload> =
             (self.orchestrator.list()).map_err(|e| failed(ObserveError::Workloads(e)))?;
         let desired: Vec<Desired> = listing
@@ -246,7 +243,14 @@ impl Engine {
             in_flight: &in_flight,
             policy: self.options.policy,
         };
-        let plan = reconcile::plan(&input, &self.memory, SystemTime::now());
+        let mut plan = reconcile::plan(&input, &self.memory, SystemTime::now());
+        // Skipped entries are the plan's to show (`plan`), logged with its notes.
+        plan.notes
+            .extend(listing.problems.iter().map(|p| reconcile::Note {
+                level: Level::Warn,
+                connector: None,
+                text: format!("listing: {p}"),
+            }));
         let seen = crate::observe::Seen {
             desired: &desired,
             workloads: &workloads,

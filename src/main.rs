@@ -30,7 +30,9 @@ USAGE:
 COMMANDS:
     run        reconcile continuously (default)
     plan       list connectors and workloads once, print the actions a cycle would take, change nothing
+               --json: one JSON document; --detailed-exitcode: 0 nothing to change, 2 changes planned, 1 error
     check      validate the configuration, load the key, reach each platform and engine; non-zero exit on failure
+               --json: one JSON document
     status     ask the running composer (manager.observability.listen) what it does; non-zero when unreachable or unhealthy
     version    print the version
 
@@ -52,12 +54,30 @@ enum Command {
     Help,
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<(Command, Option<PathBuf>), String> {
+/// Output switches of `plan` and `check`.
+#[derive(Default)]
+struct Flags {
+    json: bool,
+    detailed_exitcode: bool,
+}
+
+type Parsed = (Command, Option<PathBuf>, Flags);
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut command = None;
     let mut dir = None;
+    let mut flags = Flags::default();
     let mut args = args.peekable();
     while let Some(a) = args.next() {
         let next = match a.as_str() {
+            "--json" => {
+                flags.json = true;
+                continue;
+            }
+            "--detailed-exitcode" => {
+                flags.detailed_exitcode = true;
+                continue;
+            }
             "run" => Command::Run,
             "plan" => Command::Plan,
             "check" => Command::Check,
@@ -78,7 +98,15 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<(Command, Option<Pat
             return Err("more than one command given; see --help".into());
         }
     }
-    Ok((command.unwrap_or(Command::Run), dir))
+    let command = command.unwrap_or(Command::Run);
+    let plan = matches!(command, Command::Plan);
+    if flags.json && !(plan || matches!(command, Command::Check)) {
+        return Err("--json goes with plan or check; see --help".into());
+    }
+    if flags.detailed_exitcode && !plan {
+        return Err("--detailed-exitcode goes with plan; see --help".into());
+    }
+    Ok((command, dir, flags))
 }
 
 fn main() -> ExitCode {
@@ -89,7 +117,7 @@ fn main() -> ExitCode {
         default_hook(info);
         std::process::exit(70);
     }));
-    let (command, dir) = match parse_args(std::env::args().skip(1)) {
+    let (command, dir, flags) = match parse_args(std::env::args().skip(1)) {
         Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("xtm-composer: {e}");
@@ -106,8 +134,14 @@ fn main() -> ExitCode {
             println!("xtm-composer {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Check => cli::check(dir.as_deref(), &env),
-        Command::Plan => cli::plan(dir.as_deref(), &env),
+        Command::Check => cli::check(dir.as_deref(), &env, flags.json),
+        Command::Plan => {
+            let out = cli::PlanOutput {
+                json: flags.json,
+                detailed_exitcode: flags.detailed_exitcode,
+            };
+            cli::plan(dir.as_deref(), &env, out)
+        }
         Command::Status => cli::status(dir.as_deref(), &env),
         Command::Run => cli::run(dir.as_deref(), &env, Arc::new(|| {})),
     }

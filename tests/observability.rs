@@ -171,20 +171,25 @@ fn composer(dir: &Path, fake: &FakeOpenCti, token: &str, m: &str) -> (Setup, u16
 
 /// `xtm-composer status` with the setup's configuration and variables.
 fn status_command(setup: &Setup) -> (Option<i32>, String) {
+    let (code, out, err) = command(setup, &["status"]);
+    (code, format!("{out}{err}"))
+}
+
+/// `xtm-composer {args} --config …` with the setup's variables: exit code, stdout, stderr.
+fn command(setup: &Setup, args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(binary())
-        .arg("status")
+        .args(args)
         .arg("--config")
         .arg(setup.dir.join("config"))
         .env_clear()
         .envs(setup.env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -603,4 +608,107 @@ fn the_listener_survives_hostile_clients_and_the_loops_keep_their_pace() {
     let (code, body) = get(port, "/healthz").unwrap();
     assert_eq!(code, 200, "{body}");
     c.terminate_ok();
+}
+
+#[test]
+fn plan_detailed_exitcode_says_0_nothing_2_changes_1_error_and_json_lists_every_connector() {
+    let engine = Engine::shared();
+    let m = manager("plan");
+    let _cleanup = Cleanup {
+        engine: engine.clone(),
+        managers: vec![m.clone()],
+    };
+    let dir = scratch("obs-plan");
+    let token = token("plan");
+    let fake = FakeOpenCti::start(&token);
+    let (setup, _) = composer(&dir, &fake, &token, &m);
+    let plan = ["plan", "--detailed-exitcode", "--json"];
+
+    let (code, out, err) = command(&setup, &plan);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (doc["ok"].clone(), doc["changes"].clone()),
+        (true.into(), 0.into())
+    );
+
+    let bad = ("SECRET_KEY", "bm90LWEtY2lwaGVydGV4dA==", true);
+    fake.set_connectors(vec![
+        connector("new", &format!("{m} new"), TICKER, "h1", "starting", vec![]),
+        connector(
+            "broken",
+            &format!("{m} broken"),
+            TICKER,
+            "h1",
+            "starting",
+            vec![bad],
+        ),
+    ]);
+    let (code, out, err) = command(&setup, &plan);
+    assert_eq!(code, Some(2), "{out}{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let p = &doc["platforms"][0];
+    assert_eq!(p["platform"], "opencti");
+    assert_eq!(p["changes"], 1, "{doc:#}");
+    let deploy = &p["actions"][0];
+    assert_eq!(
+        (deploy["kind"].as_str(), deploy["connector"].as_str()),
+        (Some("deploy"), Some("new"))
+    );
+    let broken = p["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "broken")
+        .unwrap_or_else(|| panic!("{doc:#}"));
+    assert_eq!(broken["deployable"], false);
+    assert!(
+        broken["problem"].as_str().unwrap().contains("SECRET_KEY"),
+        "{broken}"
+    );
+    // The text form lists it too.
+    let (code, out, _) = command(&setup, &["plan"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("not deployable broken"), "{out}");
+    // plan never registers.
+    assert!(fake.registered_manager().is_none());
+
+    let down = setup
+        .clone()
+        .var("OPENCTI__URL", &format!("http://127.0.0.1:{}", free_port()));
+    let (code, out, err) = command(&down, &plan);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["platforms"][0]["ok"], false);
+
+    let (code, out, err) = command(&setup, &["check", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["ok"], true);
+    let names: Vec<&str> = doc["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["check"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "configuration",
+            "private key",
+            "opencti platform",
+            "opencti orchestrator"
+        ]
+    );
+    let (code, out, _) = command(&down, &["check", "--json"]);
+    assert_eq!(code, Some(1));
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["ok"], false);
+    assert!(
+        doc["checks"][2]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("OPENCTI__URL"),
+        "{doc:#}"
+    );
 }

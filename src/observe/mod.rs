@@ -8,6 +8,7 @@
 pub mod counted;
 pub mod process;
 pub mod render;
+pub mod report;
 pub mod server;
 pub mod table;
 
