@@ -283,12 +283,13 @@ impl Engine {
                 for n in &plan.notes {
                     let id = n.connector.as_deref().unwrap_or("-");
                     let name = self.name();
-                    match n.level {
-                        Level::Error => log::error!("{name}: connector {id}: {}", n.text),
-                        Level::Warn => log::warn!("{name}: connector {id}: {}", n.text),
-                        Level::Info => log::info!("{name}: connector {id}: {}", n.text),
-                        Level::Debug => log::debug!("{name}: connector {id}: {}", n.text),
-                    }
+                    let level = match n.level {
+                        Level::Error => log::Level::Error,
+                        Level::Warn => log::Level::Warn,
+                        Level::Info => log::Level::Info,
+                        Level::Debug => log::Level::Debug,
+                    };
+                    log::log!(level, platform = name, connector = id; "{name}: connector {id}: {}", n.text);
                 }
                 self.memory = plan.memory.clone();
                 let stamps = desired
@@ -391,13 +392,18 @@ impl Engine {
                     if d.kind.changes_workload() {
                         self.memory.change_succeeded(&id);
                         log::info!(
+                            platform = name, connector = id.as_str(), workload = w,
+                            action = d.kind.as_str(), outcome = "ok";
                             "{name}: connector {id}: {} {w} ({}) in {:.1} s",
                             d.kind.past(),
                             d.reason,
                             d.elapsed.as_secs_f64()
                         );
                     } else if d.kind == ActionKind::Report {
-                        log::info!("{name}: connector {id}: reported {}", d.reason);
+                        log::info!(
+                            platform = name, connector = id.as_str(), action = "report", outcome = "ok";
+                            "{name}: connector {id}: reported {}", d.reason
+                        );
                     }
                 }
                 Err(e) if d.kind.changes_workload() => {
@@ -411,6 +417,8 @@ impl Engine {
                         .clone();
                     let wait = b.next_at.duration_since(now).unwrap_or_default();
                     log::error!(
+                        platform = name, connector = id.as_str(), workload = w,
+                        action = d.kind.as_str(), outcome = "error", attempt = b.attempts;
                         "{name}: connector {id}: {} {w} failed (attempt {}, next try in {} s): {e}",
                         d.kind,
                         b.attempts,
@@ -427,7 +435,10 @@ impl Engine {
                         ActionKind::ShipLogs => self.memory.logs_failed(&id),
                         _ => {}
                     }
-                    log::warn!("{name}: connector {id}: {} failed: {e}", d.kind);
+                    log::warn!(
+                        platform = name, connector = id.as_str(), action = d.kind.as_str(), outcome = "error";
+                        "{name}: connector {id}: {} failed: {e}", d.kind
+                    );
                 }
             }
         }

@@ -210,10 +210,20 @@ fn a_real_prometheus_scrapes_the_composer_and_sees_what_the_platform_shows() {
         let config = vec![("SECRET_KEY", cipher, true), ("PLAIN", "1", false)];
         connector(id, &format!("{m} {id}"), TICKER, "h1", requested, config)
     };
+    let absent = format!("xtm-test/absent-{}:1", std::process::id());
+    let gone = connector(
+        "gone",
+        &format!("{m} gone"),
+        &absent,
+        "h1",
+        "starting",
+        vec![],
+    );
     fake.set_connectors(vec![
         conn("run1", "starting"),
         conn("run2", "starting"),
         conn("held", "stopping"),
+        gone,
     ]);
     let (setup, port) = composer(&dir, &fake, &token, &m);
     let t0 = Instant::now();
@@ -230,10 +240,12 @@ fn a_real_prometheus_scrapes_the_composer_and_sees_what_the_platform_shows() {
         },
     );
     // One more cycle so the picture shows the reported statuses.
-    let metrics = c.wait_until(CONVERGE, "/metrics with 2 running", || {
+    let metrics = c.wait_until(CONVERGE, "/metrics with 2 running, 1 in backoff", || {
         let (code, body) = get(port, "/metrics")?;
         let running = "xtm_composer_connectors{platform=\"opencti\",requested=\"starting\",actual=\"running\"}";
-        (code == 200 && sample(&body, running) == Some(2.0)).then_some(body)
+        let backoff = "xtm_composer_connectors_in_backoff{platform=\"opencti\"}";
+        (code == 200 && sample(&body, running) == Some(2.0) && sample(&body, backoff) == Some(1.0))
+            .then_some(body)
     });
 
     println!("converged after {:?}", t0.elapsed());
@@ -270,7 +282,7 @@ fn a_real_prometheus_scrapes_the_composer_and_sees_what_the_platform_shows() {
     }
     println!("prometheus saw up == 1 after {:?}", t0.elapsed());
     let q = |promql: &str| prom.value(promql);
-    let wanted_starting = 2.0;
+    let wanted_starting = 3.0;
     assert_eq!(
         q("sum(xtm_composer_connectors{platform=\"opencti\",requested=\"starting\"})"),
         Some(wanted_starting)
@@ -280,7 +292,7 @@ fn a_real_prometheus_scrapes_the_composer_and_sees_what_the_platform_shows() {
         Some(1.0)
     );
     // The platform shows 2 started and 1 stopped; so does the composer's gauge.
-    let started_on_platform = ["run1", "run2", "held"]
+    let started_on_platform = ["run1", "run2", "held", "gone"]
         .iter()
         .filter(|id| fake.current_status(id).as_deref() == Some("started"))
         .count() as f64;
@@ -306,7 +318,14 @@ fn a_real_prometheus_scrapes_the_composer_and_sees_what_the_platform_shows() {
     );
     assert_eq!(
         q("xtm_composer_connectors_in_backoff{platform=\"opencti\"}"),
-        Some(0.0)
+        Some(1.0)
+    );
+    assert_eq!(
+        q("sum(xtm_composer_connectors{actual=\"missing\"})"),
+        Some(1.0)
+    );
+    assert!(
+        q("sum(xtm_composer_actions_total{kind=\"deploy\",outcome=\"error\"})").unwrap() >= 1.0
     );
     assert_eq!(
         q("sum(xtm_composer_actions_total{kind=\"deploy\",outcome=\"ok\"})"),
@@ -341,6 +360,15 @@ fn a_real_prometheus_scrapes_the_composer_and_sees_what_the_platform_shows() {
         assert!(line.contains(actual), "{line}");
     }
     assert!(table.contains("health: ok"), "{table}");
+    let line = table.lines().find(|l| l.contains(" gone ")).unwrap();
+    assert!(
+        line.contains("missing") && line.contains("deploy (error)"),
+        "{line}"
+    );
+    assert!(
+        table.contains("opencti gone: ") && table.contains(&absent),
+        "{table}"
+    );
 
     // No secret anywhere: /metrics, /status, the trace-level log.
     let (_, status) = get(port, "/status").unwrap();
@@ -367,12 +395,43 @@ fn a_real_prometheus_scrapes_the_composer_and_sees_what_the_platform_shows() {
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|l| {
-            l["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("opencti: 3 connectors:"))
+            l["message"].as_str().is_some_and(|m| {
+                m.starts_with(
+                    "opencti: 4 connectors: 2 running, 1 stopped, 1 failing (deploy, next try in ",
+                )
+            })
         })
         .unwrap_or_else(|| panic!("no summary line:\n{}", c.tail(40)));
     assert_eq!(summary["platform"], "opencti");
+    let line = |connector: &str, outcome: &str| {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| {
+                l["connector"] == connector && l["action"] == "deploy" && l["outcome"] == outcome
+            })
+            .unwrap_or_else(|| panic!("no deploy {outcome} line of {connector}:\n{}", c.tail(40)))
+    };
+    let ok = line("run1", "ok");
+    assert_eq!(ok["platform"], "opencti");
+    assert_eq!(
+        ok["workload"],
+        common::composer::existing_name(&format!("{m} run1"))
+    );
+    let failed = line("gone", "error");
+    assert_eq!(failed["attempt"], 1);
+    assert_eq!(failed["level"], "ERROR");
+    let st: Value = serde_json::from_str(&status).unwrap();
+    let g = st["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "gone")
+        .unwrap();
+    assert!(g["last_error"].as_str().unwrap().contains(&absent), "{g}");
+    assert!(
+        g["next_retry"].is_string() && g["attempts"].as_u64() >= Some(1),
+        "{g}"
+    );
     c.terminate_ok();
     let (code, text) = status_command(&setup);
     assert_eq!(code, Some(1), "status of a stopped composer: {text}");
