@@ -30,14 +30,14 @@ USAGE:
 COMMANDS:
     run        reconcile continuously (default)
     plan       list connectors and workloads once, print the actions a cycle would take, change nothing
-               --json: one JSON document; --detailed-exitcode: 0 nothing to change, 2 changes planned, 1 error
     check      validate the configuration, load the key, reach each platform and engine; non-zero exit on failure
-               --json: one JSON document
     status     ask the running composer (manager.observability.listen) what it does; non-zero when unreachable or unhealthy
     version    print the version
 
 OPTIONS:
     --config DIR    configuration folder (default: ./config if it exists, else /etc/xtm-composer)
+    --json          plan, check: one JSON document on stdout
+    --detailed-exitcode  plan: exit 0 when nothing is to change, 2 when changes are planned, 1 on error
     -h, --help      this text
     -V, --version   the version
 

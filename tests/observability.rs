@@ -325,6 +325,14 @@ fn a_real_prometheus_scrapes_the_composer_and_sees_what_the_platform_shows() {
         Some(1.0)
     );
     assert!(
+        q("xtm_composer_connector_failed_attempts{connector=\"gone\",action=\"deploy\"}").unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        q("xtm_composer_connector_restarts{connector=\"run1\"}"),
+        Some(0.0)
+    );
+    assert!(
         q("sum(xtm_composer_actions_total{kind=\"deploy\",outcome=\"error\"})").unwrap() >= 1.0
     );
     assert_eq!(

@@ -199,6 +199,42 @@ fn connectors(t: &mut Text, s: &Snapshot) {
         }
     }
     t.head(
+        "xtm_composer_connector_restarts",
+        "gauge",
+        "Restart count of a connector's workload, as the engine reports it.",
+    );
+    for (kind, p) in &s.platforms {
+        for c in p.connectors.iter().filter(|c| c.actual != "missing") {
+            let labels = [("platform", *kind), ("connector", c.id.as_str())];
+            t.sample(
+                "xtm_composer_connector_restarts",
+                &labels,
+                f64::from(c.restart_count),
+            );
+        }
+    }
+    t.head(
+        "xtm_composer_connector_failed_attempts",
+        "gauge",
+        "Consecutive failed attempts of a connector's change while it backs off.",
+    );
+    for (kind, p) in &s.platforms {
+        for c in &p.connectors {
+            if let Some(b) = &c.backoff {
+                let labels = [
+                    ("platform", *kind),
+                    ("connector", c.id.as_str()),
+                    ("action", b.kind.as_str()),
+                ];
+                t.sample(
+                    "xtm_composer_connector_failed_attempts",
+                    &labels,
+                    f64::from(b.attempts),
+                );
+            }
+        }
+    }
+    t.head(
         "xtm_composer_workloads",
         "gauge",
         "Workloads of this manager by state.",
