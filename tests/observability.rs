@@ -779,3 +779,51 @@ fn plan_detailed_exitcode_says_0_nothing_2_changes_1_error_and_json_lists_every_
         "{doc:#}"
     );
 }
+
+#[test]
+fn the_documented_alert_rules_pass_promtool() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/observability.md"
+    ))
+    .unwrap();
+    let after = doc
+        .split("### Example alerts")
+        .nth(1)
+        .expect("the alerts section");
+    let rules = after
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|r| r.split("```").next())
+        .expect("a yaml block of rules");
+    let dir = scratch("obs-rules");
+    let file = dir.join("rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool (scripts/test.sh installs Debian's prometheus)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every metric the rules use is one the composer exposes (or Prometheus's `up`).
+    let metrics = [
+        "up",
+        "xtm_composer_platform_registered",
+        "xtm_composer_platform_up",
+        "xtm_composer_last_listing_timestamp_seconds",
+        "xtm_composer_connector_failed_attempts",
+        "xtm_composer_connector_restarts",
+        "xtm_composer_engine_requests_total",
+    ];
+    for line in rules
+        .lines()
+        .filter(|l| l.trim_start().starts_with("expr:"))
+    {
+        assert!(metrics.iter().any(|m| line.contains(m)), "{line}");
+    }
+}
