@@ -53,6 +53,9 @@ fi
 offline=(--config 'source.crates-io.replace-with="vendored-sources"'
          --config "source.vendored-sources.directory=\"$vendor\"")
 build=(cargo build --release --frozen --target "$TRIPLE" "${offline[@]}")
+# The commit in xtm_composer_build_info (/metrics); "unknown" outside a git checkout.
+XTM_COMPOSER_COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+export XTM_COMPOSER_COMMIT
 if unshare --net true 2>/dev/null; then
   netns="none (unshare --net)"
   unshare --net -- "${build[@]}"

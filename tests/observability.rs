@@ -643,7 +643,12 @@ fn the_listener_survives_hostile_clients_and_the_loops_keep_their_pace() {
             .collect();
         // 200 at once.
         let many: Vec<_> = (0..200)
-            .map(|_| thread::spawn(move || get(port, "/metrics").map(|(c, _)| c)))
+            .map(|_| {
+                thread::spawn(move || {
+                    let t = Instant::now();
+                    (get(port, "/metrics").map(|(c, _)| c), t.elapsed())
+                })
+            })
             .collect();
         for h in many {
             answers.push(h.join().unwrap());
@@ -660,12 +665,19 @@ fn the_listener_survives_hostile_clients_and_the_loops_keep_their_pace() {
             );
         }
     });
-    let ok = answers.iter().filter(|a| **a == Some(200)).count();
-    let busy = answers.iter().filter(|a| **a == Some(503)).count();
+    let ok = answers.iter().filter(|a| a.0 == Some(200)).count();
+    let busy = answers.iter().filter(|a| a.0 == Some(503)).count();
+    let slowest = answers.iter().map(|a| a.1).max().unwrap();
     println!(
-        "200 concurrent: {ok} answered 200, {busy} 503; cycles {quiet} quiet, {loud} under load"
+        "200 concurrent: {ok} answered 200, {busy} 503, slowest {slowest:?}; cycles {quiet} quiet, {loud} under load"
     );
-    assert_eq!(ok + busy, 200, "unanswered connections: {answers:?}");
+    // Over the cap a client gets 503 at once (or, if its request was still
+    // arriving, a reset): never a wait.
+    assert!(ok + busy >= 190, "answered {ok} + {busy}: {answers:?}");
+    assert!(
+        slowest < Duration::from_secs(10),
+        "a client waited {slowest:?}"
+    );
     assert!(ok >= 32, "only {ok} served");
     assert!(quiet >= 4.0, "{quiet} cycles in 8 s with a 1 s schedule");
     assert!(

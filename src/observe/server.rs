@@ -256,8 +256,13 @@ fn run(listener: &TcpListener, loops: &Loops, shutdown: &Receiver<()>) {
         }
         let Ok(mut s) = conn else { continue };
         if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            // Never wait here: read what already arrived (so closing does not
+            // reset the answer away), answer, close.
             let _ = s.set_nonblocking(true);
+            let mut buf = [0u8; MAX_HEAD];
+            let _ = s.read(&mut buf);
             write_answer(&mut s, &Answer::text(503, "too many connections\n"));
+            let _ = s.shutdown(std::net::Shutdown::Write);
             continue;
         }
         active.fetch_add(1, Ordering::SeqCst);
