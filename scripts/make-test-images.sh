@@ -8,12 +8,14 @@
 # 127.0.0.1:5000/xtm-test/{ticker,crasher}:1 and deletes those registry-tagged copies
 # locally, so a deploy from the registry really pulls.
 # Usage: scripts/make-test-images.sh        Env: DOCKERD_SOCK (/var/run/docker.sock),
-#        CIREG_ADDR (127.0.0.1:5000), CIREG_USER / CIREG_PASSWORD (ci / ci-pass)
+#        CIREG_ADDR (127.0.0.1:5000), CIREG_USER / CIREG_PASSWORD (ci / ci-pass),
+#        XTM_IMAGES_LOCAL_ONLY=1: build the local images only, no registry (scripts/run.sh's demo)
 set -euo pipefail
 SOCK=${DOCKERD_SOCK:-/var/run/docker.sock}
 REG=${CIREG_ADDR:-127.0.0.1:5000}
 USER_=${CIREG_USER:-ci}
 PASS=${CIREG_PASSWORD:-ci-pass}
+LOCAL_ONLY=${XTM_IMAGES_LOCAL_ONLY:-}
 BB=/bin/busybox
 V=v1.41
 [[ -x $BB ]] || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q busybox-static >/dev/null; }
@@ -29,7 +31,7 @@ have_pushed() {
     "http://$REG/v2/xtm-test/$1/manifests/1" 2>/dev/null
 }
 if have_local local/busybox:1 && have_local xtm-test/ticker:1 && have_local xtm-test/crasher:1 \
-  && have_pushed ticker && have_pushed crasher; then
+  && { [[ -n $LOCAL_ONLY ]] || { have_pushed ticker && have_pushed crasher; }; }; then
   echo "images ready (already built): local/busybox:1 xtm-test/ticker:1 xtm-test/crasher:1 and $REG/xtm-test/"
   exit 0
 fi
@@ -80,6 +82,11 @@ echo "crasher starting"
 echo "crasher failing" >&2
 sleep 1
 exit 3'
+
+if [[ -n $LOCAL_ONLY ]]; then
+  echo "images ready: local/busybox:1 xtm-test/ticker:1 xtm-test/crasher:1 (not pushed)"
+  exit 0
+fi
 
 # 3. push to the authenticated registry; X-Registry-Auth is base64url JSON
 auth=$(printf '{"username":"%s","password":"%s","serveraddress":"%s"}' "$USER_" "$PASS" "$REG" \

@@ -53,9 +53,6 @@ fi
 offline=(--config 'source.crates-io.replace-with="vendored-sources"'
          --config "source.vendored-sources.directory=\"$vendor\"")
 build=(cargo build --release --frozen --target "$TRIPLE" "${offline[@]}")
-# The commit in xtm_composer_build_info (/metrics); "unknown" outside a git checkout.
-XTM_COMPOSER_COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-export XTM_COMPOSER_COMMIT
 if unshare --net true 2>/dev/null; then
   netns="none (unshare --net)"
   unshare --net -- "${build[@]}"
@@ -102,6 +99,9 @@ stage_common() { # $1 root, $2 env file destination
   install -d -m0755 "$r/usr/share/man/man1" "$r/usr/share/doc/xtm-composer"
   sed "s/@VERSION@/$version/" packaging/xtm-composer.1 | gzip -9n >"$r/usr/share/man/man1/xtm-composer.1.gz"
   install -m0644 "$dist/dependencies.tsv" "$r/usr/share/doc/xtm-composer/dependencies.tsv"
+  # The guides default.yaml and the man page point to (benchmarks are development figures).
+  install -m0644 README.md docs/configuration.md docs/migrating.md docs/kubernetes.md \
+    docs/portainer-swarm.md docs/air-gapped.md docs/packaging.md "$r/usr/share/doc/xtm-composer/"
 }
 
 # 3b. .deb with dpkg-deb (Debian's own tool, already installed: no cargo-deb to compile).
@@ -122,10 +122,11 @@ Depends: passwd
 Recommends: docker.io | docker-ce
 Section: admin
 Priority: optional
-Homepage: https://github.com/FiligranHQ/xtm-composer
 Description: runs OpenCTI connectors and OpenAEV collectors/injectors as containers
  XTM Composer pulls connector, collector and injector definitions from OpenCTI and
- OpenAEV, runs each as a container on Docker, and reports status, health and logs back.
+ OpenAEV, runs each as a container on Docker, Portainer, Docker Swarm or Kubernetes,
+ and reports status, health and logs back. A drop-in replacement for the existing
+ composer (same configuration keys); the guides are in /usr/share/doc/xtm-composer.
  A single static binary with a hardened systemd unit (Type=notify).
 EOF
 deb=$dist/xtm-composer_${version}-1_amd64.deb

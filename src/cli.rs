@@ -29,6 +29,20 @@ use crate::reconcile::Policy;
 
 /// Exit status for configuration and start-up errors.
 const EXIT_CONFIG: u8 = 2;
+/// Exit status after a panic in any thread (EX_SOFTWARE).
+pub const EXIT_PANIC: i32 = 70;
+
+/// Makes a panic in any thread end the process with `EXIT_PANIC` after the
+/// usual message (D2): a dead reconcile loop must never hide behind a live
+/// ping loop, and a supervisor restarts what exits. Nothing in src/ is meant
+/// to panic; this is the net under a bug.
+pub fn exit_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::exit(EXIT_PANIC);
+    }));
+}
 /// How many log jobs may wait for the shipper before loops skip a schedule.
 const LOG_QUEUE: usize = 1024;
 
@@ -57,13 +71,46 @@ fn orchestrator_for(
     settings: &Settings,
     kind: PlatformKind,
 ) -> Result<Arc<dyn Orchestrator>, String> {
-    let selector = settings.platform(kind).daemon.selector;
-    let built: Result<Arc<dyn Orchestrator>, _> = match selector {
-        Selector::Docker => Docker::new(settings, kind).map(|d| Arc::new(d) as _),
-        Selector::Portainer => Portainer::new(settings, kind).map(|p| Arc::new(p) as _),
-        Selector::Swarm => Swarm::new(settings, kind).map(|s| Arc::new(s) as _),
-        Selector::Kubernetes => Kubernetes::new(settings, kind).map(|k| Arc::new(k) as _),
+    built_orchestrator(settings, kind).map(|(o, _)| o)
+}
+
+/// The orchestrator of `kind` and where it works, for the start line
+/// (`docker unix:///var/run/docker.sock`, `kubernetes namespace connectors`).
+fn built_orchestrator(
+    settings: &Settings,
+    kind: PlatformKind,
+) -> Result<(Arc<dyn Orchestrator>, String), String> {
+    let daemon = &settings.platform(kind).daemon;
+    let engine = || {
+        let configured = settings
+            .docker_options(kind)
+            .and_then(|o| o.host.as_deref());
+        let env_host = std::env::var("DOCKER_HOST").ok();
+        let host =
+            crate::orchestrator::docker::client::resolve_host(configured, env_host.as_deref());
+        crate::http::without_userinfo(&host)
     };
+    let built: Result<(Arc<dyn Orchestrator>, String), _> =
+        match daemon.selector {
+            Selector::Docker => Docker::new(settings, kind)
+                .map(|d| (Arc::new(d) as _, format!("docker {}", engine()))),
+            Selector::Portainer => Portainer::new(settings, kind).map(|p| {
+                let at = daemon.portainer.as_ref();
+                let api = at.and_then(|p| p.api.as_deref()).unwrap_or("-");
+                let api = crate::http::without_userinfo(api);
+                let env_id = at.and_then(|p| p.env_id.as_deref()).unwrap_or("-");
+                (
+                    Arc::new(p) as _,
+                    format!("portainer {api} environment {env_id}"),
+                )
+            }),
+            Selector::Swarm => Swarm::new(settings, kind)
+                .map(|s| (Arc::new(s) as _, format!("swarm {}", engine()))),
+            Selector::Kubernetes => Kubernetes::new(settings, kind).map(|k| {
+                let at = format!("kubernetes namespace {}", k.namespace());
+                (Arc::new(k) as _, at)
+            }),
+        };
     built.map_err(|e| e.to_string())
 }
 
@@ -122,13 +169,32 @@ pub fn engines(
     process_env: &[(String, String)],
     logs: Option<crossbeam_channel::Sender<LogJob>>,
 ) -> Result<Vec<Engine>, String> {
+    engines_and_targets(settings, decryptor, process_env, logs).map(|(e, _)| e)
+}
+
+/// A platform and where its orchestrator works (`docker unix:///var/run/docker.sock`).
+type Target = (PlatformKind, String);
+
+/// As [`engines`], with where each platform's orchestrator works (for the start line).
+///
+/// # Errors
+/// As [`engines`].
+fn engines_and_targets(
+    settings: &Settings,
+    decryptor: &Arc<Decryptor>,
+    process_env: &[(String, String)],
+    logs: Option<crossbeam_channel::Sender<LogJob>>,
+) -> Result<(Vec<Engine>, Vec<Target>), String> {
     let m = &settings.manager;
     let mut out = Vec::new();
+    let mut targets = Vec::new();
     for kind in enabled(settings) {
         let p = settings.platform(kind);
         let platform = platform_for(settings, kind, decryptor.key())?;
+        let (orchestrator, target) = built_orchestrator(settings, kind)?;
+        targets.push((kind, target));
         let orchestrator: Arc<dyn Orchestrator> = Arc::new(crate::observe::counted::Counted {
-            inner: orchestrator_for(settings, kind)?,
+            inner: orchestrator,
             platform: kind,
         });
         let ca = p.with_proxy && !p.https_proxy_ca.is_empty();
@@ -161,7 +227,7 @@ pub fn engines(
             logs.clone(),
         ));
     }
-    Ok(out)
+    Ok((out, targets))
 }
 
 fn startup(
@@ -173,16 +239,48 @@ fn startup(
         eprintln!("xtm-composer: {e}");
         return Err(ExitCode::from(EXIT_CONFIG));
     }
+    let console = loaded.settings.manager.logger.console;
     log::info!("configuration from {}", loaded.dir.display());
     for w in &loaded.warnings {
         log::warn!("{w}");
+        if !console {
+            // The log may go nowhere (that is one of the warnings): say it where it is seen.
+            eprintln!("xtm-composer: warning: {w}");
+        }
     }
     let key = load_key(&loaded.settings).map_err(|e| {
-        log::error!("private key: {e}");
-        eprintln!("xtm-composer: private key: {e}");
+        fatal(&loaded.settings, &format!("private key: {e}"));
         ExitCode::from(EXIT_CONFIG)
     })?;
     Ok((loaded.settings, Arc::new(Decryptor::new(key))))
+}
+
+/// A start-up error, printed once: as a log line when the log reaches
+/// stderr, else as plain text there (and in the log file, if any).
+fn fatal(settings: &Settings, message: &str) {
+    log::error!("{message}");
+    if !settings.manager.logger.console {
+        eprintln!("xtm-composer: {message}");
+    }
+}
+
+/// The start line: version, manager, and per platform its URL, orchestrator and
+/// where that works, so the operator sees at once what this composer talks to.
+fn started_line(settings: &Settings, targets: &[Target]) -> String {
+    let platforms: Vec<String> = targets
+        .iter()
+        .map(|(kind, at)| {
+            let url = crate::http::without_userinfo(&settings.platform(*kind).url);
+            format!("{kind} {url} -> {at}")
+        })
+        .collect();
+    format!(
+        "xtm-composer {} started, manager {}, {} worker(s): {}",
+        crate::VERSION,
+        settings.manager.id,
+        settings.manager.max_parallel,
+        platforms.join("; ")
+    )
 }
 
 fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
@@ -205,11 +303,11 @@ pub fn run(
     let notifier = Arc::new(Notifier::from_env(env));
     let (stop_tx, stop_rx) = bounded::<()>(0);
     let (log_tx, log_rx) = bounded::<LogJob>(LOG_QUEUE);
-    let mut engines = match engines(&settings, &decryptor, env, Some(log_tx)) {
-        Ok(e) => e,
+    let (mut engines, targets) = match engines_and_targets(&settings, &decryptor, env, Some(log_tx))
+    {
+        Ok(built) => built,
         Err(e) => {
-            log::error!("{e}");
-            eprintln!("xtm-composer: {e}");
+            fatal(&settings, &e);
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -283,12 +381,7 @@ pub fn run(
         eprintln!("xtm-composer: cannot start threads: {e}");
         return ExitCode::FAILURE;
     }
-    log::info!(
-        "xtm-composer {} started, manager {}, {} worker(s)",
-        env!("CARGO_PKG_VERSION"),
-        settings.manager.id,
-        settings.manager.max_parallel
-    );
+    log::info!("{}", started_line(&settings, &targets));
     warn_on(notifier.ready(&format!("{platforms} platform loop(s) running")));
     // Every loop ends on its own; main only waits for the broadcast.
     let _ = stop_rx.recv();
@@ -503,6 +596,7 @@ impl Checks {
             }
         }
     }
+
     /// A warning line (`!`), or a JSON item with `"warning"`.
     fn warn(&mut self, w: &str) {
         match &mut self.json {
@@ -634,8 +728,13 @@ fn orchestrator_hint(selector: Selector, kind: PlatformKind, up: &str) -> String
              {kind}.daemon.kubernetes.namespace ({up}__DAEMON__KUBERNETES__NAMESPACE) and that \
              the Role of packaging/kubernetes/ is bound there"
         ),
-        _ => format!(
-            "check {kind}.daemon.selector and that the engine socket is reachable by this user ({up}__DAEMON__DOCKER__HOST)"
+        Selector::Portainer => format!(
+            "check {kind}.daemon.portainer.api ({up}__DAEMON__PORTAINER__API), its api_key and \
+             env_id, and for TLS its ca_file or unsecured_certificate"
+        ),
+        Selector::Docker | Selector::Swarm => format!(
+            "check that the engine runs and this user may use its socket (the socket's group), \
+             or set {kind}.daemon.docker.host ({up}__DAEMON__DOCKER__HOST)"
         ),
     }
 }
@@ -685,5 +784,38 @@ pub fn status(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: a panic in a thread other than main ends the process non-zero.
+    /// The test runs itself again as a child process (this test binary, this
+    /// test only); the child installs the hook, panics in a spawned thread and
+    /// would otherwise sleep until killed.
+    #[test]
+    fn a_panic_in_any_thread_exits_the_process_with_70() {
+        const CHILD: &str = "XTM_TEST_PANIC_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            exit_on_panic();
+            let _ = std::thread::spawn(|| panic!("deliberate test panic"));
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            std::process::exit(0);
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "cli::tests::a_panic_in_any_thread_exits_the_process_with_70",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(EXIT_PANIC), "{stderr}");
+        assert!(stderr.contains("deliberate test panic"), "{stderr}");
     }
 }

@@ -501,9 +501,11 @@ impl Engine {
         refused: Sender<()>,
         shared: Arc<alive::Shared>,
         beat: &Beat,
+        wake: &Receiver<()>,
     ) {
         self.refused = Some(refused);
         self.shared = shared;
+        let mut wake = wake.clone();
         let mut next_cycle = Instant::now();
         loop {
             beat.waiting(next_cycle, self.options.step_limit);
@@ -513,12 +515,23 @@ impl Engine {
                 recv(self.done_rx) -> o => if let Ok(o) = o {
                     self.complete(o);
                 },
+                // An engine event: observe again soon, once a burst has settled.
+                recv(wake) -> w => match w {
+                    Ok(()) => next_cycle = next_cycle.min(Instant::now() + EVENT_DEBOUNCE),
+                    // No stream (or it ended): polling only.
+                    Err(_) => wake = crossbeam_channel::never(),
+                },
                 recv(after(wait)) -> _ => {
                     beat.working(self.options.step_limit);
                     let start = Instant::now();
                     self.dispatch(pool);
                     next_cycle = (start + self.options.execute_every)
                         .max(Instant::now() + Duration::from_millis(200));
+                    // Registration is the alive thread's: look again soon, not a
+                    // whole period later, so the first cycle follows it closely.
+                    if !self.shared.registered() {
+                        next_cycle = next_cycle.min(Instant::now() + REGISTRATION_POLL);
+                    }
                 }
             }
         }
@@ -560,14 +573,35 @@ impl Engine {
                     limit,
                 )
             })?;
+        // Engine events wake the reconcile loop; bursts collapse into one wake.
+        let (wake_tx, wake_rx) = bounded::<()>(1);
+        let (orchestrator, stop) = (Arc::clone(&self.orchestrator), shutdown.clone());
+        let events = std::thread::Builder::new()
+            .name(format!("{kind}-events"))
+            .stack_size(LOOP_STACK)
+            .spawn(move || {
+                let wake = || {
+                    let _ = wake_tx.try_send(());
+                };
+                if !orchestrator.follow(&wake, &stop) {
+                    log::debug!("{kind}: the engine offers no event stream; polling only");
+                }
+            })?;
         let stop = shutdown.clone();
         let reconcile = std::thread::Builder::new()
             .name(format!("{kind}-reconcile"))
             .stack_size(LOOP_STACK)
-            .spawn(move || self.run(&pool, &stop, refused_tx, shared, &loop_beat))?;
-        Ok(vec![alive, reconcile])
+            .spawn(move || self.run(&pool, &stop, refused_tx, shared, &loop_beat, &wake_rx))?;
+        Ok(vec![alive, events, reconcile])
     }
 }
+
+/// How often the reconcile loop looks for a registration it waits for.
+const REGISTRATION_POLL: Duration = Duration::from_millis(250);
+
+/// How long after an engine event the loop observes again: a burst (die,
+/// kill, stop, start) becomes one cycle.
+pub const EVENT_DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// Stack of the loop threads: HTTP calls, JSON bodies, RSA decryption.
 pub const LOOP_STACK: usize = 512 * 1024;

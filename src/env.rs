@@ -87,6 +87,9 @@ where
                 EnvValue::Sensitive(decrypt(v).map_err(|why| format!("key {}: {why}", e.key))?)
             }
             (None, true) => return Err(format!("key {}: encrypted value is null", e.key)),
+            (v, false) if is_platform_token(&e.key) => {
+                EnvValue::Sensitive(Secret::new(v.clone().unwrap_or_default()))
+            }
             (v, false) => EnvValue::Plain(v.clone().unwrap_or_default()),
         };
         push(&mut out, &e.key, value);
@@ -105,6 +108,16 @@ where
         push_proxy(&mut out, p);
     }
     Ok(out)
+}
+
+/// The platform token variables of both platforms. OpenAEV always sends its
+/// token unencrypted, and older OpenCTI sends `OPENCTI_TOKEN` so: they are
+/// secrets whatever the flag says (redacted in logs, kept out of a Kubernetes
+/// Deployment body; issue 12).
+const PLATFORM_TOKENS: [&str; 2] = ["OPENCTI_TOKEN", "OPENAEV_TOKEN"];
+
+fn is_platform_token(key: &str) -> bool {
+    PLATFORM_TOKENS.iter().any(|t| t.eq_ignore_ascii_case(key))
 }
 
 fn push_proxy(out: &mut Vec<EnvVar>, p: &ProxyEnv) {
@@ -311,6 +324,31 @@ mod tests {
             ("OPENAEV_URL".into(), "http://aev.example:8080".into())
         );
         assert!(!env.iter().any(|e| e.key == "OPENCTI_URL"));
+    }
+
+    /// Issue 12: OpenAEV sends its token unencrypted, older OpenCTI too; both
+    /// were logged by `show_env_vars` and written into the Deployment env.
+    #[test]
+    fn unencrypted_platform_tokens_are_sensitive() {
+        let c = connector(vec![
+            entry("OPENAEV_TOKEN", Some("aev-token-value"), false),
+            entry("OPENCTI_TOKEN", Some("cti-token-value"), false),
+            entry("opencti_token", Some("lower-token-value"), false),
+            entry("OPENCTI_TOKEN_FILE", Some("/run/t"), false),
+        ]);
+        let env = connector_env(&c, &ctx(None), fake_decrypt).unwrap();
+        let sensitive: Vec<&str> = env
+            .iter()
+            .filter(|e| e.value.is_sensitive())
+            .map(|e| e.key.as_str())
+            .collect();
+        assert_eq!(
+            sensitive,
+            ["OPENAEV_TOKEN", "OPENCTI_TOKEN", "opencti_token"]
+        );
+        let lines = describe(&env, false).join(" ");
+        assert!(!lines.contains("token-value"), "{lines}");
+        assert!(lines.contains("OPENCTI_TOKEN_FILE=/run/t"), "{lines}");
     }
 
     #[test]

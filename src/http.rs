@@ -57,6 +57,8 @@ pub enum ProxyChoice {
 pub enum Error {
     /// A CA file could not be read.
     ReadCa {
+        /// The key that named it (`opencti.ca_file`).
+        setting: String,
         path: String,
         source: std::io::Error,
     },
@@ -71,7 +73,11 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::ReadCa { path, source } => write!(f, "read CA file {path}: {source}"),
+            Error::ReadCa {
+                setting,
+                path,
+                source,
+            } => write!(f, "{setting}: read CA file {path}: {source}"),
             Error::BadCa { origin, detail } => write!(f, "load CA {origin}: {detail}"),
             Error::BadProxy { setting } => {
                 write!(f, "configure proxy: {setting} is not a valid proxy URL")
@@ -90,22 +96,118 @@ impl std::error::Error for Error {
     }
 }
 
+/// A remote a client talks to, named as the configuration names it, so that a
+/// failed request says which URL and which setting decided the outcome (issue 14).
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// The URL or engine address, without any `user:password@`.
+    url: String,
+    /// The configuration section holding its timeouts (`opencti`,
+    /// `opencti.daemon.kubernetes`); none when they are not configurable.
+    section: Option<String>,
+    request_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+impl Remote {
+    /// `url` reached with the timeouts of `section`.
+    pub fn new(
+        url: &str,
+        section: Option<&str>,
+        request_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Remote {
+        Remote {
+            url: without_userinfo(url),
+            section: section.map(str::to_string),
+            request_timeout,
+            connect_timeout,
+        }
+    }
+
+    /// A platform section's URL and timeouts (`name` is `opencti` or `openaev`).
+    pub fn platform(name: &str, p: &PlatformSettings) -> Remote {
+        Remote::new(
+            &p.url,
+            Some(name),
+            Duration::from_secs(p.request_timeout),
+            Duration::from_secs(p.connect_timeout),
+        )
+    }
+
+    /// The same remote, its timeouts read from `section`.
+    pub fn in_section(mut self, section: &str) -> Remote {
+        self.section = Some(section.to_string());
+        self
+    }
+
+    /// The URL as shown in messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `within 30 s (opencti.request_timeout)`.
+    fn within(&self, timeout: Duration, key: &str) -> String {
+        match &self.section {
+            Some(section) => format!("within {} s ({section}.{key})", timeout.as_secs()),
+            // Engine calls each have their own timeout (a pull, a listing).
+            None => "before the call's timeout".to_string(),
+        }
+    }
+
+    /// One failed request, told with its target and, for a timeout, the setting
+    /// that set it: "no answer from https://o:8080 within 30 s (opencti.request_timeout)".
+    pub fn explain(&self, e: &ureq::Error) -> String {
+        use std::io::ErrorKind;
+        let url = &self.url;
+        match e {
+            ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => format!(
+                "no connection to {url} {}",
+                self.within(self.connect_timeout, "connect_timeout")
+            ),
+            ureq::Error::Timeout(_) => format!(
+                "no answer from {url} {}",
+                self.within(self.request_timeout, "request_timeout")
+            ),
+            ureq::Error::HostNotFound => format!("host of {url} not found (DNS)"),
+            ureq::Error::Io(io) => match io.kind() {
+                ErrorKind::ConnectionRefused => {
+                    format!("connection refused by {url} (is anything listening there?)")
+                }
+                // Only a unix socket path gives these two.
+                ErrorKind::PermissionDenied => format!(
+                    "permission denied on {url}: this user needs the socket's group \
+                     (docker, which is root-equivalent) or its owner"
+                ),
+                ErrorKind::NotFound => {
+                    format!("no such socket {url} (is the engine running there?)")
+                }
+                _ => format!("{url}: {io}"),
+            },
+            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => {
+                format!("TLS with {url}: {e}")
+            }
+            other => format!("{url}: {other}"),
+        }
+    }
+}
+
 impl ClientOptions {
     /// Options for a platform section: timeouts, `unsecured_certificate`, `ca_file`,
     /// and, when `with_proxy` is on, the proxy settings and the `https_proxy_ca` bundle.
     ///
     /// # Errors
     /// A CA entry that cannot be read or holds no certificate.
-    pub fn for_platform(p: &PlatformSettings) -> Result<ClientOptions, Error> {
+    pub fn for_platform(name: &str, p: &PlatformSettings) -> Result<ClientOptions, Error> {
         let mut ca_pem = Vec::new();
         if let Some(entry) = p.ca_file.as_deref().filter(|e| !e.trim().is_empty()) {
-            ca_pem.push(read_ca_entry("ca_file", entry)?);
+            ca_pem.push(read_ca_entry(&format!("{name}.ca_file"), entry)?);
         }
         // §5.4: the proxy CA reaches connectors only with `with_proxy`; trust it on
         // the same condition so both sides of the proxy see the same CAs (D18).
         if p.with_proxy {
             for entry in p.https_proxy_ca.iter().filter(|e| !e.trim().is_empty()) {
-                ca_pem.push(read_ca_entry("https_proxy_ca", entry)?);
+                ca_pem.push(read_ca_entry(&format!("{name}.https_proxy_ca"), entry)?);
             }
         }
         Ok(ClientOptions {
@@ -169,6 +271,7 @@ fn read_ca_entry(setting: &str, entry: &str) -> Result<Vec<u8>, Error> {
         )
     } else {
         let pem = std::fs::read(entry).map_err(|source| Error::ReadCa {
+            setting: setting.to_string(),
             path: entry.to_string(),
             source,
         })?;
@@ -207,12 +310,34 @@ fn certificates(origin: &str, pem: &[u8]) -> Result<Vec<Certificate<'static>>, E
 /// # Errors
 /// An unparsable target URL, CA entry or proxy URL.
 pub fn agent(opts: &ClientOptions, target_url: &str) -> Result<ureq::Agent, Error> {
+    agent_with(opts, target_url, PLATFORM_REDIRECTS)
+}
+
+/// As [`agent`], for an engine API (Portainer): follows no redirect, so its
+/// `X-API-KEY` and `X-Registry-Auth` headers never reach another host; a 3xx
+/// is an answer like any other (issue 12).
+///
+/// # Errors
+/// As [`agent`].
+pub fn engine_agent(opts: &ClientOptions, target_url: &str) -> Result<ureq::Agent, Error> {
+    agent_with(opts, target_url, 0)
+}
+
+/// ureq's default; platforms behind a reverse proxy may redirect, and ureq
+/// drops `Authorization` when one does.
+const PLATFORM_REDIRECTS: u32 = 10;
+
+fn agent_with(
+    opts: &ClientOptions,
+    target_url: &str,
+    redirects: u32,
+) -> Result<ureq::Agent, Error> {
     let target = Target::parse(target_url)?;
     Ok(build(
         proxy(&opts.proxy, &target)?,
         tls(opts, &target)?,
-        opts.connect_timeout,
-        opts.request_timeout,
+        (opts.connect_timeout, opts.request_timeout),
+        redirects,
     ))
 }
 
@@ -221,13 +346,14 @@ pub fn agent(opts: &ClientOptions, target_url: &str) -> Result<ureq::Agent, Erro
 fn build(
     proxy: Option<ureq::Proxy>,
     tls: TlsConfig,
-    connect_timeout: Duration,
-    request_timeout: Duration,
+    (connect_timeout, request_timeout): (Duration, Duration),
+    redirects: u32,
 ) -> ureq::Agent {
     ureq::Agent::config_builder()
         .proxy(proxy)
         .tls_config(tls)
         .http_status_as_error(false)
+        .max_redirects(redirects)
         .timeout_connect(Some(connect_timeout))
         .timeout_global(Some(request_timeout))
         .user_agent(concat!("xtm-composer/", env!("CARGO_PKG_VERSION")))
@@ -271,7 +397,14 @@ pub fn kubernetes_agent(
         })?),
         None => None,
     };
-    Ok(build(proxy, tls.build(), connect_timeout, request_timeout))
+    // An API server never redirects a client; following one would carry the
+    // bearer token or client certificate session elsewhere.
+    Ok(build(
+        proxy,
+        tls.build(),
+        (connect_timeout, request_timeout),
+        0,
+    ))
 }
 
 /// Scheme, host and port of the one URL an agent talks to.
@@ -304,8 +437,8 @@ impl Target {
     }
 }
 
-/// The URL with any `user:password@` replaced by `***@`, for messages.
-fn without_userinfo(url: &str) -> String {
+/// The URL with any `user:password@` replaced by `***@`, for messages and log lines.
+pub fn without_userinfo(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
@@ -492,9 +625,65 @@ pub fn read_text(response: &mut ureq::http::Response<ureq::Body>) -> Result<Stri
         .read_to_string()
 }
 
+/// Test helper: answers every connection on `listener` with `reply`, counting them.
+#[cfg(test)]
+pub(crate) fn serve_fixed(
+    listener: std::net::TcpListener,
+    reply: String,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::io::{Read, Write};
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 8192];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12: Portainer's agent followed redirects carrying `X-API-KEY`.
+    #[test]
+    fn engine_agents_follow_no_redirect_platform_agents_do() {
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let location = format!("http://{}/elsewhere", other.local_addr().unwrap());
+        let followed = serve_fixed(other, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into());
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/api", first.local_addr().unwrap());
+        serve_fixed(
+            first,
+            format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"),
+        );
+        let opts = ClientOptions::for_engine(
+            "portainer.ca_file",
+            None,
+            false,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let status = |agent: ureq::Agent| {
+            agent
+                .get(&url)
+                .header("X-API-KEY", "key")
+                .call()
+                .unwrap()
+                .status()
+                .as_u16()
+        };
+        assert_eq!(status(engine_agent(&opts, &url).unwrap()), 302);
+        assert_eq!(followed.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(status(agent(&opts, &url).unwrap()), 200);
+        assert_eq!(followed.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn no_proxy_matches_hosts_domains_ports_and_ranges() {
@@ -586,10 +775,65 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("load CA ca_file (inline PEM): "), "{err}");
-        let err = read_ca_entry("ca_file", "/nonexistent/ca.pem").unwrap_err();
+        let err = read_ca_entry("opencti.ca_file", "/nonexistent/ca.pem").unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("read CA file /nonexistent/ca.pem: ")
+                .starts_with("opencti.ca_file: read CA file /nonexistent/ca.pem: "),
+            "{err}"
+        );
+    }
+
+    fn remote() -> Remote {
+        let p = PlatformSettings {
+            url: "https://user:pw@opencti.test:8443".into(),
+            ..PlatformSettings::default()
+        };
+        Remote::platform("opencti", &p)
+    }
+
+    #[test]
+    fn a_timeout_names_the_url_the_duration_and_the_setting() {
+        let global = ureq::Error::Timeout(ureq::Timeout::Global);
+        assert_eq!(
+            remote().explain(&global),
+            "no answer from https://***@opencti.test:8443 within 30 s (opencti.request_timeout)"
+        );
+        let connect = ureq::Error::Timeout(ureq::Timeout::Connect);
+        assert_eq!(
+            remote().explain(&connect),
+            "no connection to https://***@opencti.test:8443 within 10 s (opencti.connect_timeout)"
+        );
+    }
+
+    #[test]
+    fn socket_errors_tell_permission_from_absence() {
+        let engine = Remote::new(
+            "unix:///run/docker.sock",
+            None,
+            Duration::from_secs(120),
+            Duration::from_secs(120),
+        );
+        let io = |kind| ureq::Error::Io(std::io::Error::from(kind));
+        let denied = engine.explain(&io(std::io::ErrorKind::PermissionDenied));
+        assert!(
+            denied.starts_with("permission denied on unix:///run/docker.sock: ")
+                && denied.contains("group"),
+            "{denied}"
+        );
+        let missing = engine.explain(&io(std::io::ErrorKind::NotFound));
+        assert!(
+            missing.starts_with("no such socket unix:///run/docker.sock"),
+            "{missing}"
+        );
+        let refused = engine.explain(&io(std::io::ErrorKind::ConnectionRefused));
+        assert!(
+            refused.starts_with("connection refused by unix:///run/docker.sock"),
+            "{refused}"
+        );
+        let slow = engine.explain(&ureq::Error::Timeout(ureq::Timeout::RecvResponse));
+        assert_eq!(
+            slow,
+            "no answer from unix:///run/docker.sock before the call's timeout"
         );
     }
 

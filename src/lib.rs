@@ -7,6 +7,16 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+/// The version line: package version, commit and target (`build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("XTM_COMMIT"),
+    ", ",
+    env!("XTM_TARGET"),
+    ")"
+);
+
 pub mod alive;
 pub mod cli;
 pub mod config;

@@ -32,14 +32,14 @@ COMMANDS:
     plan       list connectors and workloads once, print the actions a cycle would take, change nothing
     check      validate the configuration, load the key, reach each platform and engine; non-zero exit on failure
     status     ask the running composer (manager.observability.listen) what it does; non-zero when unreachable or unhealthy
-    version    print the version
+    version    print the version, commit and target
 
 OPTIONS:
     --config DIR    configuration folder (default: ./config if it exists, else /etc/xtm-composer)
     --json          plan, check: one JSON document on stdout
     --detailed-exitcode  plan: exit 0 when nothing is to change, 2 when changes are planned, 1 on error
     -h, --help      this text
-    -V, --version   the version
+    -V, --version   the version, commit and target
 
 Configuration: DIR/default.yaml, then DIR/$COMPOSER_ENV.yaml (COMPOSER_ENV defaults to production),
 then environment variables A__B__C (e.g. OPENCTI__TOKEN, MANAGER__CREDENTIALS_KEY_FILEPATH).
@@ -110,13 +110,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
 }
 
 fn main() -> ExitCode {
-    // A panic in any thread ends the process (D2): a dead reconcile loop must
-    // never hide behind a live ping loop. Nothing in src/ is meant to panic.
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        default_hook(info);
-        std::process::exit(70);
-    }));
+    cli::exit_on_panic();
     let (command, dir, flags) = match parse_args(std::env::args().skip(1)) {
         Ok(parsed) => parsed,
         Err(e) => {
@@ -131,7 +125,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Version => {
-            println!("xtm-composer {}", env!("CARGO_PKG_VERSION"));
+            println!("xtm-composer {}", xtm_composer::VERSION);
             ExitCode::SUCCESS
         }
         Command::Check => cli::check(dir.as_deref(), &env, flags.json),

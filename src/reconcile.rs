@@ -180,6 +180,9 @@ pub fn backoff_delay(attempts: u32) -> Duration {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Memory {
     last_health: HashMap<String, SystemTime>,
+    /// The restart count and start time each connector's health last carried:
+    /// a change is sent at once (a crash behind the composer's back).
+    health_sent: HashMap<String, (u32, String)>,
     last_logs: HashMap<String, SystemTime>,
     backoff: HashMap<String, Backoff>,
     /// Connectors stopped by the crash-loop policy, with what the platform asked then.
@@ -249,6 +252,9 @@ pub enum RemoveReason {
     Orphan,
     /// Its connector now maps to another name.
     Renamed,
+    /// The orchestrator reported it cannot be brought to its spec in place;
+    /// it is deployed again right after.
+    Defective,
 }
 
 /// Why a workload is stopped.
@@ -361,6 +367,10 @@ impl Action {
                 why: RemoveReason::Renamed,
                 ..
             } => "connector renamed".into(),
+            Action::Remove {
+                why: RemoveReason::Defective,
+                ..
+            } => "cannot be refreshed in place; deployed again".into(),
             Action::Report { .. } => "platform shows another status".into(),
             Action::Health { .. } => "health due".into(),
             Action::ShipLogs { .. } => "logs due".into(),
@@ -528,6 +538,7 @@ pub fn plan(input: &Input, memory: &Memory, now: SystemTime) -> Plan {
         .collect();
     let m = &mut plan.memory;
     m.last_health.retain(|id, _| live.contains(id.as_str()));
+    m.health_sent.retain(|id, _| live.contains(id.as_str()));
     m.last_logs.retain(|id, _| live.contains(id.as_str()));
     m.backoff.retain(|id, _| live.contains(id.as_str()));
     m.crash_stopped.retain(|id, _| live.contains(id.as_str()));
@@ -632,6 +643,21 @@ fn plan_missing(plan: &mut Plan, input: &Input, d: &Desired, name: String, now: 
 
 fn plan_existing(plan: &mut Plan, input: &Input, d: &Desired, w: &Workload, now: SystemTime) {
     let c = &d.connector;
+    if let (Some(defect), Ok(env)) = (&w.defect, &d.env) {
+        if !backing_off(plan, c, ActionKind::Deploy, now) {
+            let text = format!("workload {}: {defect}: removed and deployed again", w.name);
+            plan.note(Level::Warn, Some(&c.id), text);
+            plan.actions.push(Action::Remove {
+                name: w.name.clone(),
+                id: c.id.clone(),
+                why: RemoveReason::Defective,
+            });
+            let report = report_if_changed(c.current_status, requested_status(c));
+            let spec = spec_for(input.platform, d, env, w.name.clone());
+            plan.actions.push(Action::Deploy { spec, report });
+        }
+        return;
+    }
     let shown = workload_status(w);
     let stale = w.hash.as_deref() != Some(c.contract_hash.as_str());
     match (&d.env, stale) {
@@ -687,8 +713,20 @@ fn plan_existing(plan: &mut Plan, input: &Input, d: &Desired, w: &Workload, now:
                 && !plan.memory.crash_stopped.contains_key(&id)
                 && !backing_off(plan, c, ActionKind::Start, now) =>
         {
-            let report = report_if_changed(c.current_status, Status::Started);
-            plan.actions.push(Action::Start { id, name, report });
+            // It ran and stopped behind the composer's back (killed, crashed out):
+            // the platform hears that before it hears it runs again.
+            let died = c.current_status == Some(Status::Started);
+            if died {
+                plan.actions.push(Action::Report {
+                    id: id.clone(),
+                    status: Status::Stopped,
+                });
+            }
+            plan.actions.push(Action::Start {
+                id,
+                name,
+                report: Some(Status::Started),
+            });
         }
         (Requested::Stopping, WorkloadState::Running | WorkloadState::Restarting)
             if !backing_off(plan, c, ActionKind::Stop, now) =>
@@ -725,7 +763,15 @@ fn plan_health(plan: &mut Plan, c: &Connector, w: &Workload, now: SystemTime) {
         .last_health
         .get(&c.id)
         .is_none_or(|t| now.duration_since(*t).unwrap_or(Duration::ZERO) >= HEALTH_EVERY);
-    if just_started || due {
+    let changed = plan
+        .memory
+        .health_sent
+        .get(&c.id)
+        .is_some_and(|(restarts, at)| *restarts != w.restart_count || *at != started_at);
+    if just_started || due || changed {
+        plan.memory
+            .health_sent
+            .insert(c.id.clone(), (w.restart_count, started_at.clone()));
         let health = Health {
             restart_count: w.restart_count,
             started_at,

@@ -43,6 +43,9 @@ pub fn format_rfc3339(t: SystemTime) -> String {
     )
 }
 
+/// 10000-01-01T00:00:00Z in seconds since the epoch.
+const YEAR_10000: i64 = 253_402_300_800;
+
 fn num(s: &str) -> Option<u32> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -54,7 +57,9 @@ fn num(s: &str) -> Option<u32> {
 /// Docker's "unknown" marker `0001-01-01T00:00:00Z` (any year before 1970).
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let s = s.trim();
-    if s.len() < 20 || !s.is_char_boundary(10) || !s.is_char_boundary(19) {
+    // Every valid instant is ASCII; refusing the rest up front makes each byte
+    // offset below a character boundary (a `é` in the zone used to panic, issue 12).
+    if s.len() < 20 || !s.is_ascii() {
         return None;
     }
     let (date, rest) = s.split_at(10);
@@ -63,14 +68,15 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
         return None;
     }
     let (clock, zone) = rest[1..].split_at(8);
-    let mut dp = date.split('-');
-    let y = i64::from(num(dp.next()?)?);
-    let mo = num(dp.next()?)?;
-    let da = num(dp.next()?)?;
-    let mut cp = clock.split(':');
-    let h = num(cp.next()?)?;
-    let mi = num(cp.next()?)?;
-    let se = num(cp.next()?)?;
+    // Fixed widths (`YYYY-MM-DD`, `hh:mm:ss`): found by fuzzing, `22100-5-19`
+    // was read as year 22100, month 5, an instant no RFC 3339 text can print.
+    let (d, c) = (date.as_bytes(), clock.as_bytes());
+    if d[4] != b'-' || d[7] != b'-' || c[2] != b':' || c[5] != b':' {
+        return None;
+    }
+    let y = i64::from(num(&date[..4])?);
+    let (mo, da) = (num(&date[5..7])?, num(&date[8..10])?);
+    let (h, mi, se) = (num(&clock[..2])?, num(&clock[3..5])?, num(&clock[6..8])?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -104,7 +110,9 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
         + i64::from(mi) * 60
         + i64::from(se)
         - offset;
-    if secs < 0 {
+    // Before 1970 is Docker's "unknown"; from year 10000 on, the instant has no
+    // RFC 3339 text (`9999-12-31T23:59:59-01:00`).
+    if !(0..YEAR_10000).contains(&secs) {
         return None;
     }
     Some(UNIX_EPOCH + Duration::new(secs as u64, nanos))
@@ -148,5 +156,36 @@ mod tests {
         assert_eq!(parse_rfc3339("2025-13-19T16:27:31Z"), None);
         assert_eq!(parse_rfc3339("2025-01-19T16:27:31"), None);
         assert_eq!(parse_rfc3339("2025-01-19T16:27:31é"), None);
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/rfc3339.rs): fields of other widths
+    /// were accepted, and instants past year 9999 printed as text that does not
+    /// parse back.
+    #[test]
+    fn fields_have_their_fixed_widths_and_years_stop_at_9999() {
+        assert_eq!(parse_rfc3339("22100-5-19T17:27:31+01:00"), None);
+        assert_eq!(parse_rfc3339("2025-1-019T17:27:31+01:00"), None);
+        assert_eq!(parse_rfc3339("2025-01-19T7:27:310+01:00"), None);
+        assert_eq!(parse_rfc3339("9999-12-31T23:59:59-01:00"), None);
+        let last = parse_rfc3339("9999-12-31T23:59:59.999Z").unwrap();
+        assert_eq!(format_rfc3339(last), "9999-12-31T23:59:59.999Z");
+    }
+
+    /// Issue 12: the zone was sliced at byte offsets, so a multi-byte character
+    /// there panicked (exit 70 while planning, in a restart loop).
+    #[test]
+    fn multi_byte_characters_anywhere_are_refused_without_a_panic() {
+        for s in [
+            "2025-01-19T16:27:31+0é00",
+            "2025-01-19T16:27:31+é:00",
+            "2025-01-19T16:27:31+01:é",
+            "2025-01-19T16:27:31.1é",
+            "2025-01-19T16:27:31.é00Z",
+            "2025-01-19T16:27:3é",
+            "é025-01-19T16:27:31Z",
+            "2025-01-19T16:27:31+01:0é",
+        ] {
+            assert_eq!(parse_rfc3339(s), None, "{s}");
+        }
     }
 }

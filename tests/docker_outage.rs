@@ -246,3 +246,73 @@ fn a_container_the_engine_cannot_start_under_its_id_is_deployed_again() {
     assert_eq!(engine.containers(&m).len(), 1);
     composer.terminate_ok();
 }
+
+/// Issue 12 (fix 4): the composer killed (SIGKILL) between the container's
+/// create and its proxy CA upload left a container whose env points at a
+/// missing file; the next run saw the right hash and just started it. Now the
+/// listing sees the missing CA, and the connector runs with its CA.
+#[test]
+fn a_deploy_killed_between_create_and_ca_upload_is_recreated_with_its_ca() {
+    let engine = Engine::shared();
+    let m = format!("xtm-halfca-{}", std::process::id());
+    let _cleanup = Cleanup {
+        engine: engine.clone(),
+        managers: vec![m.clone()],
+    };
+    let fake = FakeOpenCti::start(TOKEN);
+    let config = vec![("PLAIN", "1", false)];
+    fake.set_connectors(vec![connector(
+        "c0",
+        &format!("{m} C0"),
+        "xtm-test/ticker:1",
+        "h1",
+        "starting",
+        config,
+    )]);
+    let dir = scratch("halfca");
+    let ca = common::tls::TestCa::new();
+    let ca_file = dir.join("proxy-ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let forwarder = Forwarder::start(&dir.join("engine.sock"), DEFAULT_SOCKET);
+    let setup = Setup::new(&dir, &fake.url(), TOKEN, &m, DEFAULT_SOCKET)
+        .key(
+            vectors()["rsa2048"]["private_key_pkcs8_pem"]
+                .as_str()
+                .unwrap(),
+        )
+        .var("OPENCTI__WITH_PROXY", "true")
+        .var("OPENCTI__HTTPS_PROXY_CA", ca_file.to_str().unwrap())
+        .var("OPENCTI__DAEMON__DOCKER__HOST", &forwarder.host());
+    let upload = "/archive?path=%2F";
+    forwarder.hold("PUT", upload);
+    let mut composer = setup.spawn("first");
+    composer.wait_until(CONVERGE, "the CA upload in flight", || {
+        forwarder
+            .seen()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path.ends_with(upload))
+            .then_some(())
+    });
+    composer.kill9();
+    forwarder.release();
+    let name = existing_name(&format!("{m} C0"));
+    let cut = engine.inspect(&name).expect("the container was created");
+    assert_eq!(cut["State"]["Status"], "created");
+    let bundle_path = env_map(&cut)["SSL_CERT_FILE"].clone();
+    assert!(engine.read_file(&name, &bundle_path).is_none());
+
+    let mut composer = setup.spawn("second");
+    let old = cut["Id"].as_str().unwrap().to_string();
+    composer.wait_until(CONVERGE, "c0 running again in a new container", || {
+        engine
+            .inspect(&name)
+            .filter(|c| c["Id"] != old.as_str() && c["State"]["Running"] == true)
+            .map(drop)
+    });
+    let bundle = engine
+        .read_file(&name, &bundle_path)
+        .expect("the CA bundle is in the container");
+    assert!(bundle.starts_with(ca.ca_pem.as_bytes()));
+    assert_eq!(engine.containers(&m).len(), 1);
+    composer.terminate_ok();
+}

@@ -306,6 +306,7 @@ fn a_workload_made_by_the_existing_composer_is_adopted_not_recreated() {
             restart_count: 0,
             started_at: Some("2026-11-28T10:00:00Z".into()),
             waiting_reason: None,
+            defect: None,
         },
         vec!["OPENCTI_CONFIG_HASH=h1".into()],
     );

@@ -160,7 +160,8 @@ fn d23_decrypted_values_live_in_the_env_secret_never_in_a_deployment_body() {
     k.stop("otx").unwrap();
     k.start("otx").unwrap();
     let bodies = deployment_bodies(&server);
-    assert_eq!(bodies.len(), 4);
+    // create (stopped, no hash), finish, refresh, stop, start
+    assert_eq!(bodies.len(), 5);
     assert!(
         bodies.iter().all(|b| !b.contains(SECRET_VALUE)),
         "a Deployment body carries the secret"
@@ -213,7 +214,10 @@ fn the_deployment_follows_the_contract_body() {
         ..Default::default()
     });
     let k = orchestrator(&server, "body", &s);
-    k.deploy(&spec("otx", "h1", true)).unwrap();
+    // No Secret to make: the Deployment is created whole, in one call.
+    let mut plain = spec("otx", "h1", true);
+    plain.env.retain(|e| !e.value.is_sensitive());
+    k.deploy(&plain).unwrap();
     let post = server
         .seen()
         .into_iter()
@@ -253,6 +257,7 @@ fn start_and_stop_are_merge_patches_of_replicas() {
     let server = K8sApi::start();
     let k = orchestrator(&server, "startstop", &settings());
     k.deploy(&spec("otx", "h1", true)).unwrap();
+    server.clear_seen();
     k.stop("otx").unwrap();
     assert_eq!(
         find(&k.list().unwrap(), "otx").state,
@@ -321,7 +326,7 @@ fn refresh_patches_without_the_selector_and_rolls_the_pod() {
 }
 
 #[test]
-fn a_selector_that_cannot_follow_the_template_is_deleted_and_redeployed() {
+fn a_selector_that_cannot_follow_the_template_is_listed_as_a_defect_and_never_deleted_by_refresh() {
     let server = K8sApi::start();
     // An old Deployment whose selector carries a label our template no longer has
     // the same value for (a base label that changed).
@@ -339,19 +344,28 @@ fn a_selector_that_cannot_follow_the_template_is_deleted_and_redeployed() {
         ..Default::default()
     });
     let k = orchestrator(&server, "selfheal", &s);
-    assert_eq!(find(&k.list().unwrap(), "otx").hash.as_deref(), Some("h0"));
-    k.refresh(&spec("otx", "h1", true)).unwrap();
+    let all = k.list().unwrap();
+    let listed = find(&all, "otx");
+    assert_eq!(listed.hash.as_deref(), Some("h0"));
+    // The listing says so; the planner decides (remove, then deploy).
+    assert!(
+        listed
+            .defect
+            .as_deref()
+            .is_some_and(|d| d.contains("team=old")),
+        "{listed:?}"
+    );
+    // A refresh tried anyway fails and deletes nothing behind the planner's back.
+    let err = k.refresh(&spec("otx", "h1", true)).unwrap_err();
+    assert!(err.to_string().contains("selector"), "{err}");
     let patch = server
         .seen()
         .into_iter()
         .rfind(|r| r.method == "PATCH")
         .unwrap();
     assert_eq!(patch.status, 422);
-    assert!(
-        server.deployment("otx").is_none(),
-        "the Deployment was not deleted"
-    );
-    assert!(k.list().unwrap().is_empty());
+    assert!(server.deployment("otx").is_some(), "refresh deleted it");
+    k.remove("otx").unwrap();
     k.deploy(&spec("otx", "h1", true)).unwrap();
     let d = server.deployment("otx").unwrap();
     assert_eq!(
@@ -399,6 +413,178 @@ fn remove_deletes_the_deployment_and_its_secrets() {
     assert!(k.list().unwrap().is_empty());
     // Removing what is gone is done already.
     k.remove("otx").unwrap();
+    server.assert_clean();
+}
+
+/// Requests that touched Secret `name` (by path; a create names it in its body).
+fn secret_writes(server: &K8sApi, name: &str) -> Vec<String> {
+    server
+        .seen()
+        .into_iter()
+        .filter(|r| {
+            r.path.ends_with(&format!("/secrets/{name}"))
+                || (r.method == "POST"
+                    && r.path.ends_with("/secrets")
+                    && r.body.contains(&format!("\"name\":\"{name}\"")))
+        })
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect()
+}
+
+/// A Secret another application of the namespace made.
+fn foreign_secret(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "labels": {"app": "billing", "opencti-manager": "someone-else"}},
+        "type": "Opaque", "stringData": {"DB_PASSWORD": "not-yours"}})
+}
+
+/// Issue 12: `{name}-env` and `{name}-proxy-ca` were PUT unconditionally, over
+/// whatever held the name. A foreign Secret stays byte-for-byte as it was, the
+/// Deployment made for the deploy is deleted again, and the error says why.
+#[test]
+fn a_foreign_secret_with_the_env_secret_name_is_untouched_and_a_name_collision() {
+    let server = K8sApi::start();
+    server.insert_secret(foreign_secret("otx-env"));
+    let before = server.secret("otx-env").unwrap().to_string();
+    let k = orchestrator(&server, "collision", &proxy_settings());
+    let err = k.deploy(&spec("otx", "h1", true)).unwrap_err();
+    assert!(err.to_string().contains("name collision"), "{err}");
+    assert!(err.to_string().contains("otx-env"), "{err}");
+    assert_eq!(server.secret("otx-env").unwrap().to_string(), before);
+    let writes = secret_writes(&server, "otx-env");
+    assert!(
+        writes
+            .iter()
+            .all(|w| w.starts_with("POST ") && w.ends_with(" 409")),
+        "{writes:?}"
+    );
+    assert!(
+        server.deployment("otx").is_none(),
+        "a half-made Deployment stays"
+    );
+    assert!(
+        server.secret("otx-proxy-ca").is_none(),
+        "its CA Secret stays"
+    );
+    assert!(k.list().unwrap().is_empty());
+    // The next cycle tries again, and leaves it alone again.
+    assert!(k.deploy(&spec("otx", "h1", true)).is_err());
+    assert_eq!(server.secret("otx-env").unwrap().to_string(), before);
+    server.assert_clean();
+}
+
+/// Issue 12: a Secret of ours replaced by someone else's of the same name is
+/// not written over by a refresh, nor deleted by a removal.
+#[test]
+fn a_secret_replaced_by_someone_else_is_not_written_over_nor_deleted() {
+    let server = K8sApi::start();
+    let k = orchestrator(&server, "replaced", &proxy_settings());
+    k.deploy(&spec("otx", "h1", true)).unwrap();
+    let d = server.deployment("otx").unwrap();
+    let owner = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "otx",
+        "uid": d["metadata"]["uid"]}]);
+    assert_eq!(
+        server.secret("otx-env").unwrap()["metadata"]["ownerReferences"],
+        owner
+    );
+    assert_eq!(
+        server.secret("otx-proxy-ca").unwrap()["metadata"]["ownerReferences"],
+        owner
+    );
+    assert!(server.remove_secret("otx-proxy-ca"));
+    server.insert_secret(foreign_secret("otx-proxy-ca"));
+    let before = server.secret("otx-proxy-ca").unwrap().to_string();
+    k.list().unwrap();
+    let err = k.refresh(&spec("otx", "h2", true)).unwrap_err();
+    assert!(err.to_string().contains("name collision"), "{err}");
+    assert_eq!(server.secret("otx-proxy-ca").unwrap().to_string(), before);
+    k.remove("otx").unwrap();
+    assert_eq!(server.secret("otx-proxy-ca").unwrap().to_string(), before);
+    assert!(
+        server.secret("otx-env").is_none(),
+        "ours goes with its Deployment"
+    );
+    server.assert_clean();
+}
+
+/// Issue 12 (fix 4): a deploy cut after the Deployment was made and before its
+/// Secrets were (kill -9) leaves it stopped and without its hash; the listing
+/// shows no hash, the refresh deletes it with what it owns, the next deploy
+/// makes it whole.
+#[test]
+fn a_deployment_left_half_deployed_is_deleted_and_made_again() {
+    let server = K8sApi::start();
+    let k = orchestrator(&server, "halfway", &proxy_settings());
+    k.deploy(&spec("otx", "h1", true)).unwrap();
+    let made = server.deployment("otx").unwrap();
+    let mut cut = made.clone();
+    cut["metadata"]["annotations"] = json!({});
+    cut["spec"]["replicas"] = json!(0);
+    k.remove("otx").unwrap();
+    server.insert_deployment(cut);
+    let uid = server.deployment("otx").unwrap()["metadata"]["uid"].clone();
+    let mut orphan = foreign_secret("otx-proxy-ca");
+    orphan["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "otx", "uid": uid}]);
+    server.insert_secret(orphan);
+    let w = find(&k.list().unwrap(), "otx").clone();
+    assert_eq!(w.hash, None, "an unfinished deploy must look stale");
+    k.refresh(&spec("otx", "h1", true)).unwrap();
+    assert!(server.deployment("otx").is_none());
+    assert!(
+        server.secret("otx-proxy-ca").is_none(),
+        "owned by the deleted Deployment"
+    );
+    assert!(k.list().unwrap().is_empty());
+    k.deploy(&spec("otx", "h1", true)).unwrap();
+    let w = find(&k.list().unwrap(), "otx").clone();
+    assert_eq!(w.hash.as_deref(), Some("h1"));
+    assert_eq!(w.state, WorkloadState::Running);
+    assert_eq!(w.waiting_reason, None);
+    server.assert_clean();
+}
+
+/// Issue 12 (fix 3): platform tokens sent unencrypted are kept out of every
+/// Deployment body, through the env the engine builds.
+#[test]
+fn platform_tokens_sent_in_clear_never_reach_a_deployment_body() {
+    use xtm_composer::platform::{ConfigEntry, Connector, Requested, Status};
+    const TOKEN: &str = "aev-token-3c1d9e";
+    let server = K8sApi::start();
+    let k = orchestrator(&server, "token", &settings());
+    let connector = Connector {
+        id: "c1".into(),
+        name: "Collector".into(),
+        image: "openaev/collector-x:1.0".into(),
+        contract_hash: "h1".into(),
+        current_status: Some(Status::Stopped),
+        requested: Requested::Starting,
+        config: vec![ConfigEntry {
+            key: "OPENAEV_TOKEN".into(),
+            value: Some(TOKEN.into()),
+            encrypted: false,
+        }],
+    };
+    let ctx = xtm_composer::env::Context {
+        platform: PlatformKind::OpenAev,
+        platform_url: "http://openaev:8080".into(),
+        proxy: None,
+    };
+    let env = xtm_composer::env::connector_env(&connector, &ctx, |_| Err("none".into())).unwrap();
+    let mut s = spec("collector", "h1", true);
+    s.env = env;
+    k.deploy(&s).unwrap();
+    s.hash = "h2".into();
+    k.refresh(&s).unwrap();
+    let bodies = deployment_bodies(&server);
+    assert!(bodies.len() >= 3);
+    assert!(bodies.iter().all(|b| !b.contains(TOKEN)), "{bodies:?}");
+    assert_eq!(
+        server
+            .secret_value("collector-env", "OPENAEV_TOKEN")
+            .as_deref(),
+        Some(TOKEN)
+    );
     server.assert_clean();
 }
 

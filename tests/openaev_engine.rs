@@ -410,6 +410,7 @@ fn orphan(name: &str, id: &str) -> Workload {
         restart_count: 0,
         started_at: None,
         waiting_reason: None,
+        defect: None,
     }
 }
 

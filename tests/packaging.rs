@@ -60,6 +60,22 @@ fn text(o: &Output) -> String {
 }
 
 /// Runs and asserts success; returns stdout and stderr together.
+/// `xtm-composer 0.1.0 (commit 0123456789ab, x86_64-unknown-linux-musl)`: the
+/// packaged binary names the commit it was built from and its target.
+fn assert_version(line: &str) {
+    let line = line.trim();
+    let prefix = format!("xtm-composer {VERSION} (commit ");
+    let rest = line
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{line}"));
+    let (commit, target) = rest.split_once(", ").unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{line}"
+    );
+    assert_eq!(target, "x86_64-unknown-linux-musl)", "{line}");
+}
+
 fn ok(cmd: &str, args: &[&str]) -> String {
     let o = run(cmd, args);
     assert!(
@@ -113,10 +129,7 @@ fn the_musl_binary_is_static_and_its_size_is_printed() {
         "{ldd}"
     );
     assert!(!ldd.contains("=>"), "{ldd}");
-    assert_eq!(
-        ok(bin, &["--version"]).trim(),
-        format!("xtm-composer {VERSION}")
-    );
+    assert_version(&ok(bin, &["--version"]));
 }
 
 #[test]
@@ -169,6 +182,17 @@ fn the_deb_lists_its_files_modes_and_conffiles() {
         ("/usr/share/doc/xtm-composer/copyright", "-rw-r--r--"),
         ("/usr/share/doc/xtm-composer/changelog.gz", "-rw-r--r--"),
         ("/usr/share/doc/xtm-composer/dependencies.tsv", "-rw-r--r--"),
+        // The guides default.yaml and the man page point to.
+        ("/usr/share/doc/xtm-composer/README.md", "-rw-r--r--"),
+        ("/usr/share/doc/xtm-composer/configuration.md", "-rw-r--r--"),
+        ("/usr/share/doc/xtm-composer/migrating.md", "-rw-r--r--"),
+        ("/usr/share/doc/xtm-composer/kubernetes.md", "-rw-r--r--"),
+        (
+            "/usr/share/doc/xtm-composer/portainer-swarm.md",
+            "-rw-r--r--",
+        ),
+        ("/usr/share/doc/xtm-composer/air-gapped.md", "-rw-r--r--"),
+        ("/usr/share/doc/xtm-composer/packaging.md", "-rw-r--r--"),
     ] {
         let (mode, owner, _) = find(path);
         assert_eq!(mode, m, "{path}");
@@ -191,6 +215,12 @@ fn the_deb_lists_its_files_modes_and_conffiles() {
         "{control}"
     );
     assert!(control.contains("Architecture: amd64\n"), "{control}");
+    // No Homepage pointing at the existing composer; the description names all four.
+    assert!(!control.contains("FiligranHQ"), "{control}");
+    assert!(
+        control.contains("Docker, Portainer, Docker Swarm or Kubernetes"),
+        "{control}"
+    );
     for script in ["postinst", "prerm", "postrm"] {
         assert_eq!(mode(dir.join(script).to_str().unwrap()), 0o755, "{script}");
     }
@@ -236,10 +266,7 @@ fn the_deb_installs_verifies_and_removes_cleanly() {
     assert!(Path::new("/usr/share/man/man1/xtm-composer.1.gz").exists());
     let groups = ok("id", &["-nG", "xtm-composer"]);
     assert!(groups.split_whitespace().any(|g| g == "docker"), "{groups}");
-    assert_eq!(
-        ok("/usr/bin/xtm-composer", &["--version"]).trim(),
-        format!("xtm-composer {VERSION}")
-    );
+    assert_version(&ok("/usr/bin/xtm-composer", &["--version"]));
     assert!(
         std::fs::read_to_string("/etc/xtm-composer/default.yaml").unwrap()
             == std::fs::read_to_string("config/default.yaml").unwrap(),
@@ -253,6 +280,7 @@ fn the_deb_installs_verifies_and_removes_cleanly() {
     );
     assert!(verify.status.success(), "{}", text(&verify));
     assert_eq!(text(&verify).trim(), "", "verify warned");
+    a_configuration_error_stops_the_installed_unit_without_restarts();
 
     // Remove: the binary goes, the configuration stays.
     ok("dpkg", &["-r", "xtm-composer"]);
@@ -272,6 +300,73 @@ fn the_deb_installs_verifies_and_removes_cleanly() {
     assert!(!is_installed());
 }
 
+/// Reads back the installed unit's ExecStart, User and RestartPreventExitStatus, runs
+/// ExecStart as that user with a broken setting in the environment file's place, and
+/// checks its exit status is the one that stops restarts (issue 14: no loop every 5 s).
+fn a_configuration_error_stops_the_installed_unit_without_restarts() {
+    let unit = std::fs::read_to_string("/usr/lib/systemd/system/xtm-composer.service").unwrap();
+    let setting = |name: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name}= not in the installed unit"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(setting("Restart"), "on-failure");
+    let prevent: i32 = setting("RestartPreventExitStatus").parse().unwrap();
+    let exec = setting("ExecStart");
+    let user = setting("User");
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+    let o = Command::new("setpriv")
+        .args([
+            &format!("--reuid={user}"),
+            &format!("--regid={user}"),
+            "--init-groups",
+        ])
+        .args(&argv)
+        .env_clear()
+        .env("OPENCTI__DAEMON__SELECTOR", "dokcer")
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(prevent), "{t}");
+    assert!(t.contains("opencti.daemon.selector"), "{t}");
+}
+
+/// The man page inside the .deb, as `man` renders it.
+#[test]
+fn the_man_page_in_the_deb_names_all_four_orchestrators() {
+    let dir = std::env::temp_dir().join(format!("xtm-deb-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    ok(
+        "dpkg-deb",
+        &["-x", deb().to_str().unwrap(), dir.to_str().unwrap()],
+    );
+    let page = dir.join("usr/share/man/man1/xtm-composer.1.gz");
+    let o = Command::new("man")
+        .args(["-l", page.to_str().unwrap()])
+        .env("MANWIDTH", "100")
+        .output()
+        .unwrap();
+    // Justified text: one space between words, whatever man put there.
+    let rendered = text(&o).split_whitespace().collect::<Vec<_>>().join(" ");
+    for name in ["Docker Engine", "Portainer", "Docker Swarm", "Kubernetes"] {
+        assert!(rendered.contains(name), "{name} not in\n{rendered}");
+    }
+    for word in ["ORCHESTRATORS", "KUBECONFIG", "RestartPreventExitStatus=2"] {
+        assert!(rendered.contains(word), "{word} not in\n{rendered}");
+    }
+    // default.yaml's pointer to the guides resolves inside the package.
+    let default = std::fs::read_to_string(dir.join("etc/xtm-composer/default.yaml")).unwrap();
+    assert!(default.contains("/usr/share/doc/xtm-composer/configuration.md"));
+    assert!(
+        dir.join("usr/share/doc/xtm-composer/configuration.md")
+            .exists()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn the_rpm_metadata_file_list_and_config_files_check_out() {
     let rpm = rpm();
@@ -286,6 +381,11 @@ fn the_rpm_metadata_file_list_and_config_files_check_out() {
     ] {
         assert!(info.contains(line), "{line:?} not in\n{info}");
     }
+    assert!(!info.contains("FiligranHQ"), "{info}");
+    assert!(
+        info.contains("Portainer, Docker Swarm or Kubernetes"),
+        "{info}"
+    );
     // Modes and owners in full (`rpm -qlv` cuts group names at 8 characters).
     let files = ok(
         "rpm",
@@ -322,6 +422,16 @@ fn the_rpm_metadata_file_list_and_config_files_check_out() {
         ),
         (
             "/usr/share/doc/xtm-composer/dependencies.tsv",
+            "-rw-r--r--",
+            "root",
+        ),
+        (
+            "/usr/share/doc/xtm-composer/configuration.md",
+            "-rw-r--r--",
+            "root",
+        ),
+        (
+            "/usr/share/doc/xtm-composer/migrating.md",
             "-rw-r--r--",
             "root",
         ),
@@ -383,6 +493,7 @@ fn the_unit_is_hardened_to_an_exposure_of_at_most_2() {
     for directive in [
         "Type=notify\n",
         "Restart=on-failure\n",
+        "RestartPreventExitStatus=2\n",
         "WatchdogSec=",
         "User=xtm-composer\n",
         "NoNewPrivileges=yes\n",
@@ -579,6 +690,64 @@ impl Drop for Container {
     }
 }
 
+/// Issue 14: `packaging/kubernetes/deployment.yaml` runs this project's image, as the
+/// image's own user, and that user reads the image's configuration; the user the old
+/// manifest used (65532) is told "permission denied", not "holds no default.yaml".
+#[test]
+fn the_shipped_manifest_runs_this_image_as_its_user_and_the_config_is_read() {
+    let manifest: serde_json::Value = serde_norway::from_str(
+        &std::fs::read_to_string("packaging/kubernetes/deployment.yaml").unwrap(),
+    )
+    .unwrap();
+    let pod = &manifest["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"].as_str(), Some(image().as_str()));
+    let user = pod["securityContext"]["runAsUser"].as_u64().unwrap();
+    let group = pod["securityContext"]["runAsGroup"].as_u64().unwrap();
+    assert_eq!((user, group), (10001, 10001));
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    // Its env block, the Secret's values standing in (the key from the test vectors).
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/crypto-vectors.json")).unwrap();
+    let key = v["rsa2048"]["private_key_pkcs8_pem"].as_str().unwrap();
+    let mut env = Vec::new();
+    for e in container["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        let value = match (name, e["value"].as_str()) {
+            (_, Some(v)) => v.to_string(),
+            ("MANAGER__CREDENTIALS_KEY", None) => key.to_string(),
+            (_, None) => "from-the-secret".to_string(),
+        };
+        env.extend(["-e".to_string(), format!("{name}={value}")]);
+    }
+    let check_as = |uid_gid: &str| {
+        let mut args: Vec<String> = ["run", "--rm", "--network=none", "--read-only"]
+            .map(String::from)
+            .to_vec();
+        args.extend([
+            "--cap-drop=ALL".to_string(),
+            "--security-opt=no-new-privileges".to_string(),
+            format!("--user={uid_gid}"),
+        ]);
+        args.extend(env.iter().cloned());
+        args.extend([image(), "check".to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        text(&docker(&args))
+    };
+    let t = check_as(&format!("{user}:{group}"));
+    assert!(
+        t.contains("✔ configuration: loaded from /etc/xtm-composer"),
+        "{t}"
+    );
+    assert!(t.contains("✔ private key"), "{t}");
+    let t = check_as("65532:65532");
+    assert!(
+        t.contains("/etc/xtm-composer (which cannot be read: permission denied"),
+        "{t}"
+    );
+    assert!(!t.contains("✔ configuration"), "{t}");
+}
+
 #[test]
 fn the_scratch_image_runs_version_and_check_as_non_root_with_the_binary_as_pid_1() {
     let image = image();
@@ -628,7 +797,7 @@ fn the_scratch_image_runs_version_and_check_as_non_root_with_the_binary_as_pid_1
 
     // No glibc, no shell, nothing but the binary: --version runs.
     let version = docker_ok(&["run", "--rm", "--network=none", &image, "--version"]);
-    assert_eq!(version.trim(), format!("xtm-composer {VERSION}"));
+    assert_version(&version);
 
     let dir = std::env::temp_dir().join(format!("xtm-image-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -356,3 +356,57 @@ fn the_engine_reports_a_crash_loop_through_portainer() {
     let id = format!("{}-crasher", f.manager);
     common::e2e::a_crash_loop_reaches_the_platform(std::sync::Arc::new(portainer), &id);
 }
+
+/// Portainer proxies the engine's `/events`: a container killed behind the
+/// composer's back wakes the follower through the stand-in, with the API key.
+#[test]
+fn engine_events_reach_the_follower_through_portainer() {
+    let f = Fixture::new("portainer-events");
+    let s = f.settings(|_| {});
+    let portainer = std::sync::Arc::new(Portainer::new(&s, PlatformKind::OpenCti).unwrap());
+    let name = format!("{}-ev", f.manager);
+    portainer
+        .deploy(&spec(&name, TICKER, "h1", vec![], true))
+        .unwrap();
+    let (wake_tx, wake_rx) = crossbeam_channel::unbounded::<()>();
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let follower = {
+        let p = std::sync::Arc::clone(&portainer);
+        std::thread::spawn(move || {
+            p.follow(
+                &|| {
+                    let _ = wake_tx.send(());
+                },
+                &stop_rx,
+            )
+        })
+    };
+    // The stream is open once the stand-in has seen the request.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !f
+        .stand_in
+        .seen()
+        .iter()
+        .any(|r| r.target.contains("/events?"))
+    {
+        assert!(std::time::Instant::now() < deadline, "no /events request");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    while wake_rx.try_recv().is_ok() {}
+    let (code, _) = engine("POST", &format!("/containers/{name}/kill"), None);
+    assert_eq!(code, 204);
+    wake_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("no wake-up from the kill's events");
+    let events: Vec<_> = f
+        .stand_in
+        .seen()
+        .into_iter()
+        .filter(|r| r.target.contains("/events?"))
+        .collect();
+    assert!(events.iter().all(|r| r.key_ok), "{events:?}");
+    drop(stop_tx);
+    portainer.remove(&name).unwrap();
+    drop(follower);
+}

@@ -84,7 +84,7 @@ fn settings(manager: &str, swarm: Value) -> Settings {
     let mut s = Settings::default();
     s.manager.id = manager.to_string();
     s.opencti.daemon.selector = Selector::Swarm;
-    s.opencti.daemon.swarm = Some(swarm);
+    s.opencti.daemon.swarm = Some(serde_json::from_value(swarm).unwrap());
     s
 }
 

@@ -217,15 +217,10 @@ fn five_connectors_and_five_collectors_follow_their_own_platform_in_one_process(
         .unwrap();
     let register = calls.iter().position(|c| c == "POST register").unwrap();
     assert!(register < first_list, "{calls:?}");
+    // The first cycle's deploys run on the worker pool: their status reports
+    // follow that listing, whatever later cycles list meanwhile.
     let first_status = calls.iter().position(|c| c == "PUT status").unwrap();
-    let second_list = calls
-        .iter()
-        .skip(first_list + 1)
-        .position(|c| c == "GET connector-instances");
-    assert!(
-        second_list.is_none_or(|p| first_status < first_list + 1 + p),
-        "the first cycle did not deploy: {calls:?}"
-    );
+    assert!(first_list < first_status, "{calls:?}");
     // The registered keys: SPKI for OpenAEV, PKCS#1 for OpenCTI (CONTRACT §4.6).
     assert_eq!(
         fake_aev.registered_key().as_deref(),

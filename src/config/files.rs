@@ -33,18 +33,50 @@ fn has_default(dir: &Path) -> bool {
         .any(|ext| dir.join(format!("default.{ext}")).is_file())
 }
 
+/// Why `dir` cannot be listed, when the reason is permissions: a folder that
+/// exists but is closed to this user must not read as "holds no default.yaml".
+fn closed_folder(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    let running_as = running_uid().map_or(String::new(), |uid| {
+        format!("; this process runs as uid {uid}")
+    });
+    match std::fs::metadata(dir) {
+        Err(e) if denied(&e) => Some(format!(
+            "cannot be reached: permission denied on a parent folder{running_as}"
+        )),
+        Err(_) => None,
+        Ok(meta) => match std::fs::read_dir(dir) {
+            Err(e) if denied(&e) => Some(format!(
+                "cannot be read: permission denied (owner uid {}, mode {:o}{running_as}); \
+                 run as its owner (the image's user is 10001) or open it to this user",
+                meta.uid(),
+                meta.mode() & 0o7777
+            )),
+            _ => None,
+        },
+    }
+}
+
+/// The real uid of this process, from `/proc/self/status` (no libc call needed).
+pub(crate) fn running_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The folder given with `--config DIR`.
 ///
 /// # Errors
-/// The folder is missing or holds no `default.*` file.
+/// The folder is missing, closed to this user, or holds no `default.*` file.
 pub(crate) fn given_dir(dir: &Path) -> Result<PathBuf, Vec<ConfigError>> {
     if has_default(dir) {
         return Ok(dir.to_path_buf());
     }
-    let what = if dir.is_dir() {
-        "holds no default.yaml, default.yml or default.json"
-    } else {
-        "does not exist"
+    let what = match closed_folder(dir) {
+        Some(denied) => denied,
+        None if dir.is_dir() => "holds no default.yaml, default.yml or default.json".to_string(),
+        None => "does not exist".to_string(),
     };
     Err(vec![ConfigError::general(
         Origin::Default,
@@ -67,7 +99,13 @@ pub(crate) fn searched_dir(candidates: &[PathBuf]) -> Result<PathBuf, Vec<Config
     let cwd = std::env::current_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_else(|_| "?".into());
-    let searched: Vec<String> = candidates.iter().map(|d| d.display().to_string()).collect();
+    let searched: Vec<String> = candidates
+        .iter()
+        .map(|d| match closed_folder(d) {
+            Some(denied) => format!("{} (which {denied})", d.display()),
+            None => d.display().to_string(),
+        })
+        .collect();
     Err(vec![ConfigError::general(
         Origin::Default,
         format!(
@@ -316,8 +354,8 @@ mod tests {
         );
         let swarm = s.opencti.daemon.swarm.as_ref().unwrap();
         assert_eq!(
-            swarm,
-            &serde_json::json!({"restart_delay": 5000000000_i64, "dns": ["8.8.8.8"]})
+            (swarm.restart_delay, swarm.dns.as_slice()),
+            (Some(5_000_000_000), &["8.8.8.8".to_string()][..])
         );
     }
 

@@ -12,6 +12,9 @@ pub(crate) enum Kind {
     Section,
     /// Text, kept verbatim (D25).
     Str,
+    /// A word from a fixed list, compared without case: stored trimmed and
+    /// lowercased (`LEVEL=DEBUG` worked with the existing composer).
+    Word,
     Bool,
     /// Whole number ≥ 0 (seconds, counts).
     UInt,
@@ -69,8 +72,8 @@ pub(crate) const MANAGER: &[Key] = &[
     req("ping_alive_schedule", UInt),
     key("credentials_key", Str),
     key("credentials_key_filepath", Str),
-    req("logger.level", Str),
-    key("logger.format", Str),
+    req("logger.level", Word),
+    key("logger.format", Word),
     req("logger.directory", Bool),
     req("logger.console", Bool),
     key("logger.file", Str),
@@ -260,6 +263,7 @@ pub(crate) fn coerce(kind: Kind, key: &str, value: Value) -> Result<Value, Vec<B
     let one = |r: Result<Value, Bad>| r.map_err(|b| vec![b]);
     match kind {
         Str => one(to_str(key, &value).map(Value::String)),
+        Word => one(to_str(key, &value).map(|s| Value::String(s.trim().to_ascii_lowercase()))),
         Bool => one(to_bool(key, &value).map(Value::Bool)),
         UInt => one(to_uint(key, &value).map(|n| Value::Number(n.into()))),
         Int => one(to_int(key, &value).map(|n| Value::Number(n.into()))),
@@ -285,16 +289,23 @@ fn to_str(key: &str, value: &Value) -> Result<String, Bad> {
     }
 }
 
+/// The existing composer's config library took `yes`/`no`, `on`/`off` and
+/// `1`/`0` as booleans, in any case; a swap must not turn them into errors.
 fn to_bool(key: &str, value: &Value) -> Result<bool, Bad> {
     let text = match value {
         Value::Bool(b) => return Ok(*b),
+        Value::Number(n) => n.to_string(),
         Value::String(s) => s.trim().to_ascii_lowercase(),
         _ => String::new(),
     };
     match text.as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(Bad::new(key, value, "expected true or false")),
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(Bad::new(
+            key,
+            value,
+            "expected true or false (also yes/no, on/off, 1/0)",
+        )),
     }
 }
 
@@ -496,10 +507,37 @@ mod tests {
     }
 
     #[test]
-    fn yes_is_not_a_boolean() {
-        let err = coerce(Bool, "opencti.enable", json!("yes")).unwrap_err();
-        assert_eq!(err[0].problem, "expected true or false");
-        assert_eq!(err[0].value.as_deref(), Some("yes"));
+    fn the_existing_composers_boolean_spellings_are_accepted_in_any_case() {
+        for (text, want) in [
+            ("yes", true),
+            ("No", false),
+            ("ON", true),
+            ("off", false),
+            ("1", true),
+            (" 0 ", false),
+            ("True", true),
+        ] {
+            assert_eq!(coerce(Bool, "k", json!(text)), Ok(json!(want)), "{text}");
+        }
+        assert_eq!(coerce(Bool, "k", json!(1)), Ok(json!(true)));
+        assert_eq!(coerce(Bool, "k", json!(0)), Ok(json!(false)));
+    }
+
+    #[test]
+    fn other_words_are_not_booleans() {
+        for bad in [json!("maybe"), json!("y"), json!(2), json!("")] {
+            let err = coerce(Bool, "opencti.enable", bad.clone()).unwrap_err();
+            assert!(
+                err[0].problem.starts_with("expected true or false"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn words_are_lowercased() {
+        assert_eq!(coerce(Word, "k", json!("DEBUG")), Ok(json!("debug")));
+        assert_eq!(coerce(Word, "k", json!(" Pretty ")), Ok(json!("pretty")));
     }
 
     #[test]
@@ -650,10 +688,7 @@ mod tests {
             (Some("nofile"), Some(1024), Some(2048))
         );
         let swarm = s.openaev.daemon.swarm.as_ref().unwrap();
-        assert_eq!(
-            swarm["placement_constraints"],
-            serde_json::json!(["node.role==worker"])
-        );
+        assert_eq!(swarm.placement_constraints, ["node.role==worker"]);
         assert_eq!(
             loaded.origin("opencti.https_proxy_ca.1"),
             Origin::Env("OPENCTI__HTTPS_PROXY_CA__1".into())
@@ -674,8 +709,8 @@ mod tests {
         let last = key.rsplit('.').next().unwrap_or_default();
         match (kind, last) {
             (Str, "selector") => ["swarm", "docker"],
-            (Str, "level") => ["debug", "warn"],
-            (Str, "format") => ["pretty", "json"],
+            (Word, "level") => ["debug", "warn"],
+            (Word, "format") => ["pretty", "json"],
             (Str, "url" | "connector_url" | "api") => ["https://a.test", "http://b.test"],
             (Str, "image_pull_policy") => ["Never", "Always"],
             (Str, "pull_policy") => ["never", "always"],
@@ -684,7 +719,13 @@ mod tests {
             (Str, "restart_condition") => ["any", "none"],
             (Str, "base_deployment_json") => ["{\"a\": 1}", "{\"a\": 2}"],
             (Str, "listen") => ["127.0.0.1:9464", "[::1]:9465"],
-            (Str, _) => ["0123", "0124"],
+            // Named files are checked at load: PEM that exists (inline for CAs).
+            (Str, "ca_file") => [
+                "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n",
+                "-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n",
+            ],
+            (Str, "credentials_key_filepath") => pem_files(),
+            (Str | Word, _) => ["0123", "0124"],
             (Bool, _) => ["true", "false"],
             (UInt | Int, _) => ["7", "8"],
             (StrList, _) => ["[\"a\"]", "[\"b\"]"],
@@ -696,6 +737,60 @@ mod tests {
             (Object, _) => ["{\"a\":1}", "{\"a\":2}"],
             (Section | Ignored, _) => ["x", "y"],
         }
+    }
+
+    /// The keys documented in docs/configuration.md: the first cell of each table
+    /// row, where a bare name (`retry_attempts`) is a sibling of the key before it.
+    fn documented_keys() -> std::collections::BTreeSet<String> {
+        let docs = include_str!("../../docs/configuration.md");
+        let mut keys = std::collections::BTreeSet::new();
+        for row in docs.lines().filter(|l| l.starts_with("| `")) {
+            let first = row.split('|').nth(1).unwrap_or_default();
+            let mut last = String::new();
+            for token in first.split('`').skip(1).step_by(2) {
+                let token = token
+                    .replacen("opencti.", "{p}.", 1)
+                    .replacen("openaev.", "{p}.", 1);
+                let key = if token.starts_with("manager.") || token.starts_with("{p}.") {
+                    token
+                } else if let Some((parent, _)) = last.rsplit_once('.') {
+                    format!("{parent}.{token}")
+                } else {
+                    continue;
+                };
+                last.clone_from(&key);
+                keys.insert(key);
+            }
+        }
+        keys
+    }
+
+    /// docs/configuration.md is a copy of the key table: it must name every key,
+    /// and no key the table does not know (issue 14, "Structure").
+    #[test]
+    fn the_configuration_reference_documents_exactly_the_known_keys() {
+        let known: std::collections::BTreeSet<String> = MANAGER
+            .iter()
+            .map(|k| format!("manager.{}", k.name))
+            .chain(PLATFORM.iter().map(|k| format!("{{p}}.{}", k.name)))
+            .collect();
+        let documented = documented_keys();
+        let undocumented: Vec<_> = known.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&known).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "not in docs/configuration.md: {undocumented:?}; documented but not known: {unknown:?}"
+        );
+    }
+
+    /// Two PEM-looking key files, written once per test run.
+    fn pem_files() -> [&'static str; 2] {
+        ["a", "b"].map(|n| {
+            let path =
+                std::env::temp_dir().join(format!("xtm-keys-{}-{n}.pem", std::process::id()));
+            std::fs::write(&path, "-----BEGIN PRIVATE KEY-----\n").unwrap();
+            &*Box::leak(path.display().to_string().into_boxed_str())
+        })
     }
 
     /// Guards the table against `Settings`: a key spelled differently in one

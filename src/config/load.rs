@@ -59,6 +59,7 @@ fn load_from(dir: PathBuf, env: &[(String, String)]) -> Result<Loaded, Vec<Confi
         return Err(errors);
     };
     errors.extend(settings.validate(&origins));
+    errors.extend(settings.file_problems(&origins));
     warnings.extend(settings.warnings(&origins).iter().map(|w| w.to_string()));
     if !errors.is_empty() {
         return Err(errors);
@@ -265,6 +266,7 @@ impl Layers {
         for (name, value) in vars {
             let segments: Vec<String> = name.split("__").map(str::to_lowercase).collect();
             if segments.len() < 2 || !keys::TOP.contains(&segments[0].as_str()) {
+                self.warn_single_underscore(name);
                 continue;
             }
             let origin = Origin::Env(name.clone());
@@ -291,6 +293,26 @@ impl Layers {
             }
         }
         (tree, origins)
+    }
+
+    /// `MANAGER_ID`, `OPENCTI_URL`: ignored here as by the existing composer (its
+    /// own development manifest sets them so), but almost surely meant as `MANAGER__ID`.
+    fn warn_single_underscore(&mut self, name: &str) {
+        let lower = name.to_lowercase();
+        let Some((top, rest)) = lower.split_once('_') else {
+            return;
+        };
+        let key = format!("{top}.{rest}");
+        if name.contains("__") || !keys::TOP.contains(&top) || keys::kind_of(&key).is_none() {
+            return;
+        }
+        let meant = format!("{}__{}", &name[..top.len()], &name[top.len() + 1..]);
+        self.warn(
+            &key,
+            None,
+            Origin::Env(name.to_string()),
+            format!("ignored: one underscore; the composer reads {meant} (two underscores)"),
+        );
     }
 
     fn merge_map(
@@ -736,7 +758,9 @@ mod tests {
         got.sort();
         let mut want = vec![
             format!("manager.execute_schedule = \"0\" {from}: must be at least 1 (seconds)"),
-            format!("manager.logger.console = \"yes\" {from}: expected true or false"),
+            format!(
+                "manager.logger.console = \"sometimes\" {from}: expected true or false (also yes/no, on/off, 1/0)"
+            ),
             format!(
                 "manager.logger.level = \"infos\" {from}: expected one of trace, debug, info, warn, error"
             ),
@@ -790,7 +814,7 @@ mod tests {
             &dir,
             &[
                 ("MANAGER__EXECUTE_SCHEDULE", "soon"),
-                ("OPENCTI__ENABLE", "yes"),
+                ("OPENCTI__ENABLE", "maybe"),
             ],
         );
         assert_eq!(got.len(), 3, "{got:?}");
@@ -803,6 +827,28 @@ mod tests {
         std::fs::write(dir.0.join("default.yaml"), "manager:\n  name_prefix: xtm\n").unwrap();
         std::fs::write(dir.0.join("production.yaml"), "manager:\n  name_prefix:\n").unwrap();
         assert_eq!(load_ok(&dir.0, &[]).settings.manager.name_prefix, None);
+    }
+
+    #[test]
+    fn single_underscore_names_of_known_keys_are_ignored_with_a_hint() {
+        let loaded = load_ok(
+            &fixture("layered"),
+            &[
+                ("MANAGER_ID", "x"),
+                ("OPENCTI_URL", "http://x"),
+                ("OPENCTI_HOSTNAME", "x"),
+                ("PATH", "/bin"),
+            ],
+        );
+        assert_eq!(loaded.settings.manager.id, "base-id");
+        let hints: Vec<_> = loaded
+            .warnings
+            .iter()
+            .filter(|w| w.contains("one underscore"))
+            .collect();
+        assert_eq!(hints.len(), 2, "{hints:?}");
+        assert!(hints[0].contains("MANAGER__ID"), "{hints:?}");
+        assert!(hints[1].contains("OPENCTI__URL"), "{hints:?}");
     }
 
     #[test]

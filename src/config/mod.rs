@@ -8,6 +8,7 @@ mod error;
 mod files;
 mod keys;
 mod load;
+mod named_files;
 mod validate;
 
 pub use error::{ConfigError, Origin, is_secret_key};
@@ -250,9 +251,9 @@ pub struct Daemon {
     pub kubernetes: Option<KubernetesSettings>,
     pub portainer: Option<PortainerSettings>,
     pub docker: Option<DockerOptions>,
-    /// Typed on use by `SwarmOptions::from_section` (the loader has already
-    /// coerced every key of the section to its type).
-    pub swarm: Option<serde_json::Value>,
+    /// Typed at load like every other section: a value of the wrong type is in
+    /// the one list of problems, not an error of the Swarm orchestrator later.
+    pub swarm: Option<SwarmOptions>,
 }
 
 /// `{p}.daemon.registry.*`
@@ -383,17 +384,4 @@ pub struct SwarmResources {
     pub memory_limit: Option<i64>,
     pub cpu_reservation: Option<i64>,
     pub memory_reservation: Option<i64>,
-}
-
-impl SwarmOptions {
-    /// The typed options of a `swarm` section; an absent section is all defaults (§6.4).
-    ///
-    /// # Errors
-    /// A value of the wrong type (only possible for settings not built by the loader).
-    pub fn from_section(section: Option<&serde_json::Value>) -> Result<SwarmOptions, String> {
-        match section {
-            None | Some(serde_json::Value::Null) => Ok(SwarmOptions::default()),
-            Some(v) => SwarmOptions::deserialize(v).map_err(|e| e.to_string()),
-        }
-    }
 }

@@ -8,15 +8,22 @@ use std::collections::BTreeMap;
 use super::error::{ConfigError, Origin};
 use super::load::origin_at;
 use super::{DockerOptions, KubernetesSettings, Manager, PlatformSettings, Selector, Settings};
+use crate::orchestrator::docker::{ApiVersion, PullPolicy, parse_restart_policy};
 use crate::platform::PlatformKind;
 
 const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 const FORMATS: [&str; 2] = ["json", "pretty"];
 const K8S_PULL: [&str; 3] = ["Always", "IfNotPresent", "Never"];
-const DOCKER_PULL: [&str; 3] = ["always", "if-not-present", "never"];
 const SWARM_RESTART: [&str; 3] = ["none", "on-failure", "any"];
 /// OpenCTI marks a manager inactive after 5 minutes without a ping (§8.2).
 const PING_LIMIT: u64 = 300;
+/// Upper bounds (issue 12 item 7): far above any sensible value, low enough
+/// that no `Instant + Duration` or thread count built from them can overflow.
+const MAX_PERIOD: u64 = 86_400;
+const MAX_REQUEST_TIMEOUT: u64 = 3_600;
+const MAX_CONNECT_TIMEOUT: u64 = 600;
+/// Each unit of `max_parallel` is a worker thread.
+const MAX_PARALLEL: usize = 64;
 const PLACEHOLDER: &str = "ChangeMe";
 
 impl Settings {
@@ -101,6 +108,18 @@ impl Findings<'_> {
         }
     }
 
+    /// A period or timeout in seconds, from 1 to `max`.
+    fn seconds(&mut self, key: &str, value: u64, max: u64) {
+        self.positive(key, value);
+        if value > max {
+            self.error(
+                key,
+                Some(&value.to_string()),
+                &format!("must be at most {max} (seconds)"),
+            );
+        }
+    }
+
     fn http_url(&mut self, key: &str, value: &str) {
         if !(value.starts_with("http://") || value.starts_with("https://")) {
             self.error(key, Some(value), "must start with http:// or https://");
@@ -119,7 +138,7 @@ fn check_manager(m: &Manager, f: &mut Findings) {
     if m.name.trim().is_empty() {
         f.error("manager.name", Some(&m.name), "must not be empty");
     }
-    f.positive("manager.execute_schedule", m.execute_schedule);
+    f.seconds("manager.execute_schedule", m.execute_schedule, MAX_PERIOD);
     f.positive("manager.ping_alive_schedule", m.ping_alive_schedule);
     if m.ping_alive_schedule >= PING_LIMIT {
         f.error(
@@ -135,8 +154,12 @@ fn check_manager(m: &Manager, f: &mut Findings) {
             "must be at least 1 (leave it unset to never stop a crash-looping workload)",
         );
     }
-    if m.max_parallel == 0 {
-        f.error("manager.max_parallel", Some("0"), "must be at least 1");
+    if m.max_parallel == 0 || m.max_parallel > MAX_PARALLEL {
+        f.error(
+            "manager.max_parallel",
+            Some(&m.max_parallel.to_string()),
+            &format!("must be from 1 to {MAX_PARALLEL} (one worker thread each)"),
+        );
     }
     if let Some(listen) = &m.observability.listen
         && listen.parse::<std::net::SocketAddr>().is_err()
@@ -153,13 +176,7 @@ fn check_manager(m: &Manager, f: &mut Findings) {
     }
     f.one_of("manager.logger.level", &m.logger.level, &LEVELS);
     f.one_of("manager.logger.format", &m.logger.format, &FORMATS);
-    if !m.logger.directory && !m.logger.console {
-        f.warn(
-            "manager.logger.console",
-            Some("false"),
-            "and manager.logger.directory is false too: the composer logs nothing",
-        );
-    }
+    check_logger(m, f);
     if let (Some(_), Some(path)) = (&m.credentials_key, &m.credentials_key_filepath) {
         f.warn(
             "manager.credentials_key_filepath",
@@ -176,6 +193,29 @@ fn check_manager(m: &Manager, f: &mut Findings) {
     }
 }
 
+/// Where the log goes: a setting that silently produces no output is named.
+fn check_logger(m: &Manager, f: &mut Findings) {
+    let l = &m.logger;
+    let file = l.file.as_deref().is_some_and(|p| !p.trim().is_empty());
+    if file && !l.directory {
+        f.warn(
+            "manager.logger.directory",
+            Some("false"),
+            "turns the log file off, so manager.logger.file is not written: \
+             set directory: true to write it",
+        );
+    }
+    let writes_file = file && l.directory;
+    if !l.console && !writes_file {
+        f.warn(
+            "manager.logger.console",
+            Some("false"),
+            "and no log file is written (manager.logger.file unset or directory false): \
+             the composer logs nothing; set console: true, or name a file",
+        );
+    }
+}
+
 fn check_platform(s: &Settings, kind: PlatformKind, f: &mut Findings) {
     let name = kind.as_str();
     let p = s.platform(kind);
@@ -183,9 +223,15 @@ fn check_platform(s: &Settings, kind: PlatformKind, f: &mut Findings) {
     if let Some(url) = &p.connector_url {
         f.http_url(&format!("{name}.connector_url"), url);
     }
-    f.positive(&format!("{name}.logs_schedule"), p.logs_schedule);
-    f.positive(&format!("{name}.request_timeout"), p.request_timeout);
-    f.positive(&format!("{name}.connect_timeout"), p.connect_timeout);
+    f.seconds(
+        &format!("{name}.logs_schedule"),
+        p.logs_schedule,
+        MAX_PERIOD,
+    );
+    let request = (p.request_timeout, MAX_REQUEST_TIMEOUT);
+    f.seconds(&format!("{name}.request_timeout"), request.0, request.1);
+    let connect = (p.connect_timeout, MAX_CONNECT_TIMEOUT);
+    f.seconds(&format!("{name}.connect_timeout"), connect.0, connect.1);
     check_token(name, p, f);
     if kind == PlatformKind::OpenCti && p.tenant_id.is_some() {
         f.warn(
@@ -201,18 +247,16 @@ fn check_platform(s: &Settings, kind: PlatformKind, f: &mut Findings) {
         check_kubernetes(&format!("{name}.daemon.kubernetes"), k8s, f);
     }
     check_shared_sections(s, kind, f);
-    if let Some(restart) = p
-        .daemon
-        .swarm
-        .as_ref()
-        .and_then(|s| s.get("restart_condition"))
-    {
-        let text = restart.as_str().unwrap_or_default();
-        f.one_of(
-            &format!("{name}.daemon.swarm.restart_condition"),
-            text,
-            &SWARM_RESTART,
+    if let Some(swarm) = &p.daemon.swarm {
+        let key = format!("{name}.daemon.swarm");
+        check_pull_policy(
+            &format!("{key}.pull_policy"),
+            swarm.pull_policy.as_deref(),
+            f,
         );
+        if let Some(restart) = &swarm.restart_condition {
+            f.one_of(&format!("{key}.restart_condition"), restart, &SWARM_RESTART);
+        }
     }
 }
 
@@ -308,6 +352,18 @@ fn check_portainer(name: &str, p: &PlatformSettings, f: &mut Findings) {
             "is required with selector portainer: the Portainer environment (endpoint) id",
         );
     }
+    if let Some(version) = portainer
+        .api_version
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+        && ApiVersion::parse(version).is_none()
+    {
+        f.error(
+            &format!("{key}.api_version"),
+            Some(version),
+            "expected an Engine API version such as v1.44",
+        );
+    }
     if portainer
         .api_key
         .as_ref()
@@ -322,6 +378,12 @@ fn check_portainer(name: &str, p: &PlatformSettings, f: &mut Findings) {
 }
 
 fn check_kubernetes(key: &str, k8s: &KubernetesSettings, f: &mut Findings) {
+    if let Some(t) = k8s.request_timeout {
+        f.seconds(&format!("{key}.request_timeout"), t, MAX_REQUEST_TIMEOUT);
+    }
+    if let Some(t) = k8s.connect_timeout {
+        f.seconds(&format!("{key}.connect_timeout"), t, MAX_CONNECT_TIMEOUT);
+    }
     if let Some(policy) = &k8s.image_pull_policy
         && !K8S_PULL.contains(&policy.as_str())
     {
@@ -351,12 +413,27 @@ fn check_kubernetes(key: &str, k8s: &KubernetesSettings, f: &mut Findings) {
     }
 }
 
-fn check_docker(key: &str, docker: &DockerOptions, f: &mut Findings) {
-    if let Some(policy) = &docker.pull_policy {
-        f.one_of(&format!("{key}.pull_policy"), policy, &DOCKER_PULL);
+/// A pull policy as the orchestrators read it (one parser: `PullPolicy::parse`,
+/// which also takes the Kubernetes spellings such as `IfNotPresent`).
+fn check_pull_policy(key: &str, policy: Option<&str>, f: &mut Findings) {
+    if let Err(value) = PullPolicy::parse(policy) {
+        f.error(
+            key,
+            Some(&value),
+            "expected one of always, if-not-present, never",
+        );
     }
+}
+
+fn check_docker(key: &str, docker: &DockerOptions, f: &mut Findings) {
+    check_pull_policy(
+        &format!("{key}.pull_policy"),
+        docker.pull_policy.as_deref(),
+        f,
+    );
+    // The orchestrator's own parser: what it takes is what passes here.
     if let Some(policy) = &docker.restart_policy
-        && !is_restart_policy(policy)
+        && parse_restart_policy(Some(policy)).is_none()
     {
         f.error(
             &format!("{key}.restart_policy"),
@@ -364,21 +441,17 @@ fn check_docker(key: &str, docker: &DockerOptions, f: &mut Findings) {
             "expected one of no, on-failure, on-failure:N, unless-stopped, always",
         );
     }
+    // The schemes the Docker client takes (`Client::from_host`).
     if let Some(host) = &docker.host
-        && !(host.starts_with("unix://") || host.starts_with("tcp://"))
+        && !["unix://", "tcp://", "http://"]
+            .iter()
+            .any(|scheme| host.starts_with(scheme))
     {
         f.error(
             &format!("{key}.host"),
             Some(host),
-            "expected unix:///path/to/docker.sock or tcp://host:port",
+            "expected unix:///path/to/docker.sock, tcp://host:port or http://host:port",
         );
-    }
-}
-
-fn is_restart_policy(policy: &str) -> bool {
-    match policy.strip_prefix("on-failure:") {
-        Some(n) => !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
-        None => matches!(policy, "no" | "on-failure" | "unless-stopped" | "always"),
     }
 }
 
@@ -410,6 +483,63 @@ mod tests {
         assert!(errors[0].to_string().contains("5 minutes"));
         s.manager.ping_alive_schedule = 299;
         assert_eq!(s.validate(&origins()), vec![]);
+    }
+
+    #[test]
+    fn periods_timeouts_and_parallelism_have_upper_bounds() {
+        let mut s = Settings::default();
+        s.manager.execute_schedule = 86_401;
+        s.manager.max_parallel = 65;
+        s.opencti.logs_schedule = u64::MAX;
+        s.opencti.request_timeout = 3_601;
+        s.opencti.connect_timeout = 601;
+        s.opencti.daemon.kubernetes = Some(KubernetesSettings {
+            request_timeout: Some(0),
+            connect_timeout: Some(10_000),
+            ..KubernetesSettings::default()
+        });
+        assert_eq!(
+            keys_of(&s.validate(&origins())),
+            [
+                "manager.execute_schedule",
+                "manager.max_parallel",
+                "opencti.logs_schedule",
+                "opencti.request_timeout",
+                "opencti.connect_timeout",
+                "opencti.daemon.kubernetes.request_timeout",
+                "opencti.daemon.kubernetes.connect_timeout",
+            ]
+        );
+        let mut s = Settings::default();
+        s.manager.execute_schedule = 86_400;
+        s.manager.max_parallel = 64;
+        s.opencti.request_timeout = 3_600;
+        assert_eq!(s.validate(&origins()), vec![]);
+    }
+
+    #[test]
+    fn a_log_setting_that_writes_nothing_is_warned_about() {
+        let warned = |s: &Settings| -> Vec<String> {
+            s.warnings(&origins())
+                .iter()
+                .filter(|w| w.key.starts_with("manager.logger"))
+                .map(|w| w.key.clone())
+                .collect()
+        };
+        let mut s = Settings::default();
+        assert!(warned(&s).is_empty());
+        s.manager.logger.file = Some("/var/log/xtm-composer/composer.log".into());
+        s.manager.logger.directory = false;
+        assert_eq!(warned(&s), ["manager.logger.directory"]);
+        s.manager.logger.console = false;
+        assert_eq!(
+            warned(&s),
+            ["manager.logger.directory", "manager.logger.console"]
+        );
+        s.manager.logger.directory = true;
+        assert!(warned(&s).is_empty());
+        s.manager.logger.file = None;
+        assert_eq!(warned(&s), ["manager.logger.console"]);
     }
 
     #[test]
@@ -486,7 +616,9 @@ mod tests {
         for (pull, restart, bad) in [
             ("always", "on-failure:5", 0),
             ("never", "unless-stopped", 0),
-            ("IfNotPresent", "on-failure:", 2),
+            // The orchestrator's own parser takes the Kubernetes spelling too.
+            ("IfNotPresent", "on-failure:", 1),
+            ("sometimes", "always", 1),
             ("if-not-present", "sometimes", 1),
         ] {
             let mut s = Settings::default();
@@ -497,6 +629,49 @@ mod tests {
             });
             assert_eq!(s.validate(&origins()).len(), bad, "{pull} {restart}");
         }
+    }
+
+    #[test]
+    fn validation_takes_what_the_orchestrators_take() {
+        // The Docker client accepts http:// engine addresses; the swarm pull policy is
+        // read by the same parser as docker's, so both are checked here, not at construction.
+        let mut s = Settings::default();
+        s.opencti.daemon.docker = Some(DockerOptions {
+            host: Some("http://127.0.0.1:2375".into()),
+            pull_policy: Some("Never".into()),
+            ..DockerOptions::default()
+        });
+        let swarm = |policy: &str| crate::config::SwarmOptions {
+            pull_policy: Some(policy.into()),
+            ..crate::config::SwarmOptions::default()
+        };
+        s.opencti.daemon.swarm = Some(swarm("IfNotPresent"));
+        assert_eq!(s.validate(&origins()), vec![]);
+        s.opencti.daemon.swarm = Some(swarm("sometimes"));
+        assert_eq!(
+            keys_of(&s.validate(&origins())),
+            ["opencti.daemon.swarm.pull_policy"]
+        );
+    }
+
+    #[test]
+    fn a_portainer_api_version_is_checked_with_the_other_values() {
+        let mut s = Settings::default();
+        s.opencti.daemon.selector = Selector::Portainer;
+        s.opencti.daemon.portainer = Some(PortainerSettings {
+            api: Some("https://p:9443".into()),
+            env_id: Some("3".into()),
+            api_version: Some("latest".into()),
+            ..PortainerSettings::default()
+        });
+        s.manager.execute_schedule = 0;
+        assert_eq!(
+            keys_of(&s.validate(&origins())),
+            [
+                "manager.execute_schedule",
+                "opencti.daemon.portainer.api_version"
+            ]
+        );
     }
 
     #[test]

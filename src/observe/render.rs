@@ -14,11 +14,8 @@ use super::{ACTION_BUCKETS, Snapshot};
 use crate::liveness::Loops;
 use crate::platform::{Requested, Status};
 
-/// The commit the binary was built from (`XTM_COMPOSER_COMMIT` at build time).
-pub const COMMIT: &str = match option_env!("XTM_COMPOSER_COMMIT") {
-    Some(c) => c,
-    None => "unknown",
-};
+/// The commit the binary was built from (`build.rs`).
+pub const COMMIT: &str = env!("XTM_COMMIT");
 
 /// An escaped label value (backslash, double quote, newline).
 fn label(v: &str) -> String {

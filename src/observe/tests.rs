@@ -76,6 +76,7 @@ fn views_match_workloads_by_expected_name_and_owner() {
         restart_count: 3,
         started_at: None,
         waiting_reason: None,
+        defect: None,
     };
     let memory = Memory::default();
     let seen = Seen {

@@ -105,7 +105,9 @@ pub struct Workload {
     pub connector_id: Option<String>,
     /// Label `opencti-platform`; `None` = legacy, treated as OpenCTI.
     pub platform: Option<String>,
-    /// `OPENCTI_CONFIG_HASH` marker; `None` = missing (counts as a mismatch).
+    /// `OPENCTI_CONFIG_HASH` marker; `None` = missing, or the deploy did not
+    /// finish (e.g. no proxy CA in the container): counts as a mismatch, so the
+    /// planner recreates it.
     pub hash: Option<String>,
     pub state: WorkloadState,
     pub restart_count: u32,
@@ -114,6 +116,11 @@ pub struct Workload {
     /// Why the workload cannot run (`CrashLoopBackOff`, `ImagePullBackOff`, ...):
     /// flags a reboot loop on engines that back off instead of counting.
     pub waiting_reason: Option<String>,
+    /// Why the workload cannot be brought to its spec in place (a Kubernetes
+    /// selector the new template would no longer match): the planner removes
+    /// and deploys it again instead of refreshing it. The orchestrator only
+    /// reports the fact; the decision is the planner's.
+    pub defect: Option<String>,
 }
 
 /// A workload operation that failed.
@@ -144,10 +151,10 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Transport { op, detail } => write!(f, "{op}: engine unreachable: {detail}"),
-            Error::Api { op, code, message } => {
-                write!(f, "{op}: engine returned {code}: {message}")
-            }
+            // The detail names the target (socket, Portainer URL, API server): an API
+            // server is no "engine" to the operator reading this (issue 14).
+            Error::Transport { op, detail } => write!(f, "{op}: unreachable: {detail}"),
+            Error::Api { op, code, message } => write!(f, "{op}: answered {code}: {message}"),
             Error::NotFound { op, name } => write!(f, "{op}: no workload named {name}"),
             Error::Image { op, image, detail } => write!(f, "{op}: image {image}: {detail}"),
             Error::Decode { op, detail } => write!(f, "{op}: unreadable answer: {detail}"),
@@ -175,4 +182,12 @@ pub trait Orchestrator: Send + Sync {
     fn remove(&self, name: &str) -> Result<(), Error>;
     /// The last `tail` log lines, demultiplexed, without trailing newlines.
     fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>, Error>;
+    /// Follows the engine's change stream until `stop` closes, calling `wake`
+    /// whenever a workload of this manager may have changed, and after a
+    /// reconnect (events of an outage are lost). Returns `false` at once when
+    /// the engine offers no stream: polling is then all there is.
+    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+        let _ = (wake, stop);
+        false
+    }
 }

@@ -159,7 +159,8 @@ fn client(
         CONNECT_TIMEOUT,
     )
     .map_err(|e| config(e.to_string()))?;
-    let agent = http::agent(&options, api).map_err(|e| config(format!("{section}.api: {e}")))?;
+    let agent =
+        http::engine_agent(&options, api).map_err(|e| config(format!("{section}.api: {e}")))?;
     let headers: Vec<(String, Secret)> = p
         .api_key
         .iter()
@@ -201,6 +202,11 @@ impl Orchestrator for Portainer {
 
     fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>, Error> {
         self.docker.logs(name, tail).map_err(|e| self.explain(e))
+    }
+
+    /// Portainer proxies the engine's `/events` like every other endpoint.
+    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+        self.docker.follow(wake, stop)
     }
 }
 

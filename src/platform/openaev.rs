@@ -49,6 +49,8 @@ impl Method {
 /// A client for one OpenAEV instance, as one XTM composer.
 pub struct Client {
     agent: ureq::Agent,
+    /// The URL and timeouts named in transport errors.
+    remote: http::Remote,
     /// `openaev.url` without its trailing slashes; paths start with `/api`.
     base: String,
     /// `openaev.tenant_id`, percent-encoded; `None` selects the plain paths.
@@ -72,7 +74,7 @@ impl Client {
         manager_name: &str,
         public_key_spki_pem: String,
     ) -> Result<Client, http::Error> {
-        let options = ClientOptions::for_platform(settings)?;
+        let options = ClientOptions::for_platform("openaev", settings)?;
         let agent = http::agent(&options, &settings.url)?;
         let tenant = settings
             .tenant_id
@@ -82,6 +84,7 @@ impl Client {
             .map(segment);
         Ok(Client {
             agent,
+            remote: http::Remote::platform("openaev", settings),
             base: settings.url.trim_end_matches('/').to_string(),
             tenant,
             token: settings.token.clone(),
@@ -145,7 +148,7 @@ impl Client {
                 .content_type(json)
                 .send(body),
         };
-        let mut response = sent.map_err(|e| transport(op, e))?;
+        let mut response = sent.map_err(|e| transport(op, &self.remote, &e))?;
         let status = response.status().as_u16();
         let success = (200..300).contains(&status);
         if success && !read {
@@ -154,7 +157,7 @@ impl Client {
         let text = match http::read_text(&mut response) {
             Ok(text) => text,
             Err(e) if !success => format!("(body unreadable: {e})"),
-            Err(e) => return Err(read_error(op, e)),
+            Err(e) => return Err(read_error(op, &self.remote, e)),
         };
         log::trace!("{op} answered {status}, {} bytes", text.len());
         if success {
@@ -220,20 +223,20 @@ impl Client {
     }
 }
 
-fn transport(op: &'static str, e: ureq::Error) -> Error {
+fn transport(op: &'static str, remote: &http::Remote, e: &ureq::Error) -> Error {
     Error::Transport {
         op,
-        detail: e.to_string(),
+        detail: remote.explain(e),
     }
 }
 
-fn read_error(op: &'static str, e: ureq::Error) -> Error {
+fn read_error(op: &'static str, remote: &http::Remote, e: ureq::Error) -> Error {
     match e {
         ureq::Error::BodyExceedsLimit(limit) => Error::Decode {
             op,
             detail: format!("answer larger than {limit} bytes"),
         },
-        other => transport(op, other),
+        other => transport(op, remote, &other),
     }
 }
 

@@ -138,6 +138,8 @@ const UNKNOWN_MANAGER: &str = "Cant find element to update";
 /// A client for one OpenCTI instance, as one connector manager.
 pub struct Client {
     agent: ureq::Agent,
+    /// The URL and timeouts named in transport errors.
+    remote: http::Remote,
     endpoint: String,
     token: Secret,
     manager_id: String,
@@ -157,10 +159,11 @@ impl Client {
         manager_name: &str,
         public_key_pkcs1_pem: String,
     ) -> Result<Client, http::Error> {
-        let options = ClientOptions::for_platform(settings)?;
+        let options = ClientOptions::for_platform("opencti", settings)?;
         let agent = http::agent(&options, &settings.url)?;
         Ok(Client {
             agent,
+            remote: http::Remote::platform("opencti", settings),
             endpoint: endpoint(&settings.url),
             token: settings.token.clone(),
             manager_id: manager_id.to_string(),
@@ -206,14 +209,14 @@ impl Client {
             .header("Authorization", format!("Bearer {}", self.token.expose()))
             .content_type("application/json")
             .send(&json[..])
-            .map_err(|e| transport(op, e))?;
+            .map_err(|e| transport(op, &self.remote, &e))?;
         let status = response.status().as_u16();
         let text = http::read_text(&mut response).map_err(|e| match e {
             ureq::Error::BodyExceedsLimit(limit) => Error::Decode {
                 op: op.name,
                 detail: format!("answer larger than {limit} bytes"),
             },
-            other => transport(op, other),
+            other => transport(op, &self.remote, &other),
         })?;
         log::trace!("{} answered {status}, {} bytes", op.name, text.len());
         answer(op, status, &text)
@@ -257,10 +260,10 @@ fn messages(errors: &[GraphQlError]) -> Vec<String> {
     errors.iter().map(ToString::to_string).collect()
 }
 
-fn transport(op: &Op, e: ureq::Error) -> Error {
+fn transport(op: &Op, remote: &http::Remote, e: &ureq::Error) -> Error {
     Error::Transport {
         op: op.name,
-        detail: e.to_string(),
+        detail: remote.explain(e),
     }
 }
 

@@ -93,6 +93,7 @@ fn workload_of(c: &Connector) -> Workload {
         restart_count: 0,
         started_at: Some(rfc(0)),
         waiting_reason: None,
+        defect: None,
     }
 }
 
@@ -726,6 +727,7 @@ fn apply(world: &mut Vec<Workload>, cs: &mut [Connector], plan: &Plan, now: Syst
                     restart_count: 0,
                     started_at: Some(crate::time::format_rfc3339(now)),
                     waiting_reason: None,
+                    defect: None,
                 });
                 if let Some(s) = r {
                     report(cs, &spec.connector_id, *s);
@@ -1138,4 +1140,79 @@ fn every_action_says_why() {
     let p = run(&[desired(c)], &[], &Memory::default(), at(5));
     assert_eq!(p.actions[0].reason(), "no workload");
     assert_eq!(p.actions[0].kind(), ActionKind::Deploy);
+}
+
+#[test]
+fn a_defective_workload_is_removed_and_deployed_again_not_refreshed() {
+    let c = conn("a").hash("h2").shows(Status::Started);
+    let mut w = workload_of(&conn("a"));
+    w.defect = Some("its selector has team=old that the new template would not carry".into());
+    let p = run(&[desired(c)], &[w], &Memory::default(), at(5));
+    match &changes(&p)[..] {
+        [
+            Action::Remove {
+                name,
+                why: RemoveReason::Defective,
+                ..
+            },
+            Action::Deploy { spec, report: None },
+        ] => {
+            assert_eq!((name.as_str(), spec.name.as_str()), ("conn-a", "conn-a"));
+            assert_eq!(spec.hash, "h2");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(p.notes.iter().any(|n| n.text.contains("team=old")));
+}
+
+#[test]
+fn a_workload_that_died_behind_our_back_is_reported_stopped_then_started() {
+    let c = conn("a").shows(Status::Started);
+    let w = stopped(workload_of(&c));
+    let p = run(&[desired(c)], &[w], &Memory::default(), at(5));
+    assert_eq!(
+        changes(&p),
+        vec![
+            &Action::Report {
+                id: "a".into(),
+                status: Status::Stopped
+            },
+            &Action::Start {
+                id: "a".into(),
+                name: "conn-a".into(),
+                report: Some(Status::Started)
+            }
+        ]
+    );
+}
+
+#[test]
+fn health_is_sent_at_once_when_the_restart_count_or_start_time_moves() {
+    let c = conn("a").shows(Status::Started);
+    let w = workload_of(&c);
+    let health = |p: &Plan| {
+        p.actions
+            .iter()
+            .filter(|a| matches!(a, Action::Health { .. }))
+            .count()
+    };
+    let p1 = run(
+        &[desired(c.clone())],
+        std::slice::from_ref(&w),
+        &Memory::default(),
+        at(5),
+    );
+    assert_eq!(health(&p1), 1);
+    let p2 = run(
+        &[desired(c.clone())],
+        std::slice::from_ref(&w),
+        &p1.memory,
+        at(7),
+    );
+    assert_eq!(health(&p2), 0, "not due, nothing moved");
+    let mut restarted = w;
+    restarted.restart_count = 1;
+    restarted.started_at = Some(rfc(6));
+    let p3 = run(&[desired(c)], &[restarted], &p2.memory, at(8));
+    assert_eq!(health(&p3), 1, "{:?}", p3.actions);
 }

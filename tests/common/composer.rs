@@ -693,6 +693,8 @@ struct Injected {
 struct Traffic {
     seen: Vec<Seen>,
     injected: Vec<Injected>,
+    /// `(method, path_end)` of requests held unanswered until `release`.
+    held: Vec<(String, String)>,
 }
 
 impl Traffic {
@@ -772,6 +774,21 @@ impl Forwarder {
     }
 }
 
+impl Forwarder {
+    /// From now on, every `method` request whose path ends with `path_end`
+    /// is neither forwarded nor answered until `release` (a hung engine call,
+    /// for killing the composer in the middle of one).
+    pub fn hold(&self, method: &str, path_end: &str) {
+        let mut t = self.traffic.lock().unwrap();
+        t.held.push((method.to_string(), path_end.to_string()));
+    }
+
+    /// Ends every `hold`: held requests get their connection closed.
+    pub fn release(&self) {
+        self.traffic.lock().unwrap().held.clear();
+    }
+}
+
 impl Drop for Forwarder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -829,6 +846,17 @@ fn relay(client: UnixStream, engine: UnixStream, traffic: &Mutex<Traffic>) -> st
             .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
             .and_then(|(_, v)| v.trim().parse::<u64>().ok())
             .unwrap_or(0);
+        let is_held = |t: &Traffic| {
+            t.held
+                .iter()
+                .any(|(m, end)| m == method && path.ends_with(end.as_str()))
+        };
+        if is_held(&traffic.lock().unwrap()) {
+            while is_held(&traffic.lock().unwrap()) {
+                thread::sleep(Duration::from_millis(50));
+            }
+            return Ok(());
+        }
         match injected {
             None => {
                 to_engine.write_all(&head)?;

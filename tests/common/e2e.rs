@@ -76,6 +76,11 @@ fn world(orchestrator: Arc<dyn Orchestrator>, connectors: Vec<Value>) -> World {
         name_prefix: None,
         show_env_vars: false,
         show_sensitive_env_vars: false,
+        // Cycles are driven back to back here: removals need no wait.
+        policy: xtm_composer::reconcile::Policy {
+            removal_grace: Duration::ZERO,
+            crash_loop_stop_after: None,
+        },
         ..Options::default()
     };
     let ctx = Context::new(&settings, PlatformKind::OpenCti, &[], false);
@@ -172,9 +177,18 @@ pub fn five_connectors_through_the_engine(orchestrator: Arc<dyn Orchestrator>, p
         .then_some(())
     });
 
-    // The platform forgets every connector: removed on the second empty listing.
+    // The platform forgets every connector: removing them all needs three
+    // listings that agree (the removal grace is zero in this world).
+    let before = orchestrator.list().unwrap().len();
+    assert!(before > 2, "{before} workloads left: not a mass removal");
     w.fake.set_connectors(vec![]);
     w.cycle();
+    w.cycle();
+    assert_eq!(
+        orchestrator.list().unwrap().len(),
+        before,
+        "removed too early"
+    );
     w.cycle();
     assert!(orchestrator.list().unwrap().is_empty());
 }
@@ -209,7 +223,6 @@ pub fn a_crash_loop_reaches_the_platform(orchestrator: Arc<dyn Orchestrator>, id
     assert_eq!(health["is_in_reboot_loop"], true, "{health}");
     assert!(health["restart_count"].as_i64().unwrap() > 3, "{health}");
     w.fake.set_connectors(vec![]);
-    w.cycle();
     w.cycle();
     assert!(listed(&*orchestrator, id).is_none());
 }

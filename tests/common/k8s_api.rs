@@ -390,6 +390,15 @@ impl K8sApi {
         reconcile(&mut st, &self.namespace, &name);
     }
 
+    /// Stores a Secret as another user of the namespace would (`stringData` or `data`).
+    pub fn insert_secret(&self, mut body: Value) {
+        let mut st = self.state();
+        let name = body["metadata"]["name"].as_str().unwrap().to_string();
+        normalize_secret(&mut body, None).unwrap();
+        fill_meta(&mut st, &mut body, &self.namespace, None);
+        st.secrets.insert(name, body);
+    }
+
     /// A kubeconfig for the admin (kubectl), CA inline.
     pub fn kubeconfig_admin(&self, dir: &Path) -> PathBuf {
         let user = format!("{{token: {}}}", self.admin_token);
@@ -1187,6 +1196,7 @@ fn deployments(
         "delete" => match st.deployments.remove(&name) {
             None => not_found(),
             Some(d) => {
+                collect_garbage(st, &d["metadata"]["uid"]);
                 reconcile(st, ns, &name);
                 json_resp(
                     200,
@@ -1325,6 +1335,19 @@ fn secrets(
                     );
                 }
                 ("update", None) => return not_found(),
+                // `metadata.uid` in an update is a precondition (apiserver
+                // `defaultUpdatedObjectInfo.Preconditions`): 409 when it differs.
+                ("update", Some(o))
+                    if s["metadata"]["uid"].is_string()
+                        && s["metadata"]["uid"] != o["metadata"]["uid"] =>
+                {
+                    let msg = format!(
+                        "Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                        s["metadata"]["uid"].as_str().unwrap_or(""),
+                        o["metadata"]["uid"].as_str().unwrap_or("")
+                    );
+                    return status(409, "Conflict", &msg, &sname, "secrets");
+                }
                 ("update", _) if sname != name => {
                     return status(
                         400,
@@ -1353,12 +1376,23 @@ fn secrets(
                 &st.secrets[&sname],
             )
         }
-        "delete" => match st.secrets.remove(&name) {
+        "delete" => match st.secrets.get(&name) {
             None => not_found(),
-            Some(_) => json_resp(
-                200,
-                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
-            ),
+            Some(old) if precondition_fails(req, old) => {
+                let msg = format!(
+                    "Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                    delete_uid(req).unwrap_or_default(),
+                    old["metadata"]["uid"].as_str().unwrap_or("")
+                );
+                status(409, "Conflict", &msg, &name, "secrets")
+            }
+            Some(_) => {
+                st.secrets.remove(&name);
+                json_resp(
+                    200,
+                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
+                )
+            }
         },
         _ => status(
             405,
@@ -1368,6 +1402,26 @@ fn secrets(
             "secrets",
         ),
     }
+}
+
+/// The UID precondition of a DELETE's `DeleteOptions` body, if any.
+fn delete_uid(req: &HttpRequest) -> Option<String> {
+    let body: Value = serde_json::from_slice(&req.body).ok()?;
+    body["preconditions"]["uid"].as_str().map(String::from)
+}
+
+fn precondition_fails(req: &HttpRequest, current: &Value) -> bool {
+    delete_uid(req).is_some_and(|uid| current["metadata"]["uid"].as_str() != Some(uid.as_str()))
+}
+
+/// The garbage collector: deleting an object deletes the Secrets whose
+/// `ownerReferences` name its UID.
+fn collect_garbage(st: &mut State, owner_uid: &Value) {
+    st.secrets.retain(|_, s| {
+        !s["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|refs| refs.iter().any(|r| r["uid"] == *owner_uid))
+    });
 }
 
 /// `stringData` into base64 `data`; type checks as the API does.

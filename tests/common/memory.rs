@@ -95,6 +95,7 @@ impl MemoryOrchestrator {
                     std::time::SystemTime::now(),
                 )),
                 waiting_reason: None,
+                defect: None,
             },
             env: spec
                 .env

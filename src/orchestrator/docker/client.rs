@@ -6,7 +6,7 @@
 //! The API version is negotiated once with `GET /version` and capped (CONTRACT §6.1, D9).
 
 use std::fmt;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -75,8 +75,33 @@ pub fn resolve_host(configured: Option<&str>, docker_host_env: Option<&str>) -> 
         .to_string()
 }
 
+/// An engine address for messages; its timeouts are per call, not configured.
+fn engine_remote(address: &str) -> crate::http::Remote {
+    let timeout = transport::REQUEST_TIMEOUT;
+    crate::http::Remote::new(address, None, timeout, timeout)
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub(crate) use crate::http::percent_encode as encode;
+
+/// The engine host of a `tcp://` or `http://` address when it is not a
+/// loopback address, for the start-up warning: decrypted env values and
+/// registry credentials then cross the network unencrypted (issue 12).
+pub(crate) fn remote_plain_tcp(host: &str) -> Option<&str> {
+    let authority = host
+        .strip_prefix("tcp://")
+        .or_else(|| host.strip_prefix("http://"))?
+        .trim_end_matches('/');
+    let name = match authority.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(h, _)| h),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then_some(name)
+}
 
 /// The `filters` query value selecting one label (`key=value`).
 pub(crate) fn label_filter(label: &str) -> String {
@@ -96,6 +121,9 @@ pub struct Client {
     /// Scheme, host and path prefix, without trailing `/` (`http://docker`,
     /// `https://portainer:9443/api/endpoints/1/docker`).
     base: String,
+    /// The engine as the operator configured it (`unix:///var/run/docker.sock`,
+    /// the Portainer URL), named in transport errors.
+    remote: crate::http::Remote,
     /// Sent on every request (e.g. `X-API-KEY`).
     headers: Vec<(String, Secret)>,
     version: OnceLock<ApiVersion>,
@@ -120,9 +148,11 @@ impl Client {
     /// A client over `agent` (which must not turn statuses into errors) for
     /// `base`, adding `headers` to every request; the version is negotiated lazily.
     pub fn new(agent: Agent, base: impl Into<String>, headers: Vec<(String, Secret)>) -> Client {
+        let base = base.into().trim_end_matches('/').to_string();
         Client {
             agent,
-            base: base.into().trim_end_matches('/').to_string(),
+            remote: engine_remote(&base),
+            base,
             headers,
             version: OnceLock::new(),
             cap: MAX_API_VERSION,
@@ -137,11 +167,8 @@ impl Client {
     /// `Error::Config` for any other scheme (TLS engine endpoints are not supported).
     pub fn from_host(host: &str) -> Result<Client, Error> {
         if let Some(path) = host.strip_prefix("unix://") {
-            return Ok(Client::new(
-                transport::unix_agent(path),
-                "http://docker",
-                Vec::new(),
-            ));
+            let client = Client::new(transport::unix_agent(path), "http://docker", Vec::new());
+            return Ok(client.named(host));
         }
         let authority = host
             .strip_prefix("tcp://")
@@ -149,11 +176,10 @@ impl Client {
             .map(|rest| rest.trim_end_matches('/'))
             .filter(|rest| !rest.is_empty() && !rest.contains('/'));
         match authority {
-            Some(a) => Ok(Client::new(
-                transport::tcp_agent(),
-                format!("http://{a}"),
-                Vec::new(),
-            )),
+            Some(a) => {
+                let client = Client::new(transport::tcp_agent(), format!("http://{a}"), Vec::new());
+                Ok(client.named(host))
+            }
             None => Err(Error::Config {
                 op: "connect to docker",
                 detail: format!(
@@ -161,6 +187,12 @@ impl Client {
                 ),
             }),
         }
+    }
+
+    /// Names the engine `address` (as configured) in transport errors.
+    pub fn named(mut self, address: &str) -> Client {
+        self.remote = engine_remote(address);
+        self
     }
 
     /// How many requests this client has sent (negotiation included).
@@ -313,7 +345,7 @@ impl Client {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.agent.run(request).map_err(|e| Error::Transport {
             op,
-            detail: e.to_string(),
+            detail: self.remote.explain(&e),
         })
     }
 
@@ -458,21 +490,63 @@ impl Client {
         let resp = self.call(OP, Method::PUT, &url_path, Payload::Tar(tar), None, None)?;
         expect_success(OP, id, resp).map(drop)
     }
-}
 
-/// Reads a pull progress stream to its end; the first error object fails it.
-fn pull_progress(reader: impl BufRead) -> Result<(), String> {
-    for line in reader.lines() {
-        let line = line.map_err(|e| format!("progress stream broken: {e}"))?;
-        if !line.contains("\"error") {
-            continue;
-        }
-        let msg: wire::ProgressMessage = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(detail) = msg.error.or(msg.error_detail.and_then(|d| d.message)) {
-            return Err(shorten(&detail));
+    /// `HEAD /containers/{id}/archive?path=`: whether `path` exists in the
+    /// container's filesystem (false too when the container is gone).
+    ///
+    /// # Errors
+    /// As `call`, then any status other than 2xx and 404.
+    pub(crate) fn has_path(&self, id: &str, path: &str) -> Result<bool, Error> {
+        const OP: &str = "look for a file in a container";
+        let url_path = format!("/containers/{}/archive?path={}", encode(id), encode(path));
+        let resp = self.call(OP, Method::HEAD, &url_path, Payload::Empty, None, None)?;
+        match expect_success(OP, id, resp) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
         }
     }
-    Ok(())
+}
+
+/// Longest pull progress line read. The engine's lines are a few hundred
+/// bytes; without a bound, a newline-free answer grows memory until the pull
+/// timeout (issue 12).
+const PROGRESS_LINE_LIMIT: usize = 64 * 1024;
+
+/// Reads a pull progress stream to its end; the first error object fails it,
+/// and so does a line longer than `PROGRESS_LINE_LIMIT`.
+pub(crate) fn pull_progress(mut reader: impl BufRead) -> Result<(), String> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(PROGRESS_LINE_LIMIT as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("progress stream broken: {e}"))?;
+        if read == 0 {
+            return Ok(());
+        }
+        if line.len() > PROGRESS_LINE_LIMIT {
+            return Err(format!(
+                "progress stream broken: a line longer than {PROGRESS_LINE_LIMIT} bytes"
+            ));
+        }
+        let text = String::from_utf8_lossy(&line);
+        if !text.contains("\"error") {
+            continue;
+        }
+        let msg: wire::ProgressMessage = serde_json::from_str(&text).unwrap_or_default();
+        if msg.error.is_none() && msg.error_detail.is_none() {
+            continue;
+        }
+        // An empty `error` still means a failure, and must still say something
+        // (found by fuzzing: `{"error":""}` failed the pull with no message).
+        let said = |m: &Option<String>| m.clone().filter(|m| !m.trim().is_empty());
+        let detail = said(&msg.error)
+            .or_else(|| msg.error_detail.and_then(|d| said(&d.message)))
+            .unwrap_or_else(|| "the engine reported a failure without a message".into());
+        return Err(shorten(&detail));
+    }
 }
 
 /// 2xx and 304 (start/stop: nothing to do) pass; anything else is an error.
@@ -621,6 +695,48 @@ mod tests {
     }
 
     #[test]
+    fn plain_tcp_to_a_non_loopback_host_is_flagged() {
+        for (host, remote) in [
+            ("unix:///var/run/docker.sock", None),
+            ("tcp://127.0.0.1:2375", None),
+            ("tcp://localhost:2375", None),
+            ("http://[::1]:2375", None),
+            ("tcp://127.9.9.9:2375/", None),
+            ("tcp://10.0.0.5:2375", Some("10.0.0.5")),
+            ("tcp://docker.internal:2375", Some("docker.internal")),
+            ("http://[fd00::1]:2375", Some("fd00::1")),
+            ("tcp://0.0.0.0:2375", Some("0.0.0.0")),
+        ] {
+            assert_eq!(remote_plain_tcp(host), remote, "{host}");
+        }
+    }
+
+    /// Issue 12: a redirect carried `X-Registry-Auth` to any host.
+    #[test]
+    fn an_engine_redirect_is_an_answer_not_followed() {
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let location = format!("http://{}/elsewhere", other.local_addr().unwrap());
+        let followed =
+            crate::http::serve_fixed(other, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".into());
+        let engine = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = engine.local_addr().unwrap().port();
+        crate::http::serve_fixed(
+            engine,
+            format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            ),
+        );
+        let c = Client::from_host(&format!("tcp://127.0.0.1:{port}"))
+            .unwrap()
+            .with_api_version(ApiVersion::parse("1.41").unwrap());
+        let err = c
+            .pull_image("busybox:1", Some(&Secret::new("registry-auth")))
+            .unwrap_err();
+        assert!(err.to_string().contains("307"), "{err}");
+        assert_eq!(followed.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
     fn a_fixed_version_skips_negotiation() {
         let v = ApiVersion::parse("v1.44").unwrap();
         // Port 9 is closed: any request would fail, so this proves no call is made.
@@ -660,6 +776,24 @@ mod tests {
             pull_progress(detail_only.as_bytes()),
             Err("denied".to_string())
         );
+        // Fuzzing (fuzz/fuzz_targets/pull_progress.rs): an empty error failed
+        // with an empty message; it falls back to the detail, then to a text.
+        let empty = r#"{"errorDetail":{"message":"EOF"},"error":""}"#;
+        assert_eq!(pull_progress(empty.as_bytes()), Err("EOF".to_string()));
+        let bare = pull_progress(&br#"{"error":" "}"#[..]).unwrap_err();
+        assert!(bare.contains("without a message"), "{bare}");
+    }
+
+    /// Issue 12: a newline-free answer was read whole, growing memory until
+    /// the pull timeout.
+    #[test]
+    fn a_newline_free_progress_stream_fails_after_the_line_limit() {
+        let endless = std::io::repeat(b'x');
+        let err = pull_progress(BufReader::new(endless)).unwrap_err();
+        assert!(err.contains("longer than"), "{err}");
+        let just_fits = format!("{}\n", "x".repeat(PROGRESS_LINE_LIMIT - 1));
+        assert_eq!(pull_progress(just_fits.as_bytes()), Ok(()));
+        assert_eq!(pull_progress(&[0xff, 0xfe, b'\n'][..]), Ok(()));
     }
 
     #[test]

@@ -95,10 +95,25 @@ impl RegistryAccess {
         }
     }
 
+    /// The `X-Registry-Auth` value for pulling `image` (as qualified): `None`
+    /// without credentials, and `None` when `image` lives on another registry
+    /// than the configured one (Docker Hub when no server is set), since the
+    /// engine hands the header to whichever registry the image names (issue 12).
+    pub(crate) fn auth_header_for(&self, image: &str) -> Option<Secret> {
+        let configured = self
+            .server
+            .as_deref()
+            .map_or(DOCKER_HUB, |s| s.split('/').next().unwrap_or(s));
+        registry_of(image)
+            .eq_ignore_ascii_case(configured)
+            .then(|| self.auth_header())
+            .flatten()
+    }
+
     /// The `X-Registry-Auth` value, or `None` without credentials: base64url
     /// (RFC 4648 §5, padded) JSON — standard base64 is silently ignored by the
     /// engine when it contains `+` or `/` (moby/moby#33434).
-    pub(crate) fn auth_header(&self) -> Option<Secret> {
+    fn auth_header(&self) -> Option<Secret> {
         let (username, password) = self.credentials.as_ref()?;
         let auth = RegistryAuth {
             username,
@@ -109,6 +124,22 @@ impl RegistryAccess {
         // Serializing plain strings cannot fail; an empty header would only mean no auth.
         let json = serde_json::to_vec(&auth).unwrap_or_default();
         Some(Secret::new(URL_SAFE.encode(json)))
+    }
+}
+
+/// The registry an unqualified reference resolves to.
+const DOCKER_HUB: &str = "docker.io";
+
+/// The registry host of a reference, as the engine reads it: the first path
+/// component when it looks like a host (`.` or `:` in it, or `localhost`),
+/// else Docker Hub.
+pub(crate) fn registry_of(image: &str) -> &str {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => match first {
+            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
+            host => host,
+        },
+        _ => DOCKER_HUB,
     }
 }
 
@@ -197,6 +228,32 @@ mod tests {
         assert!(!text.contains('+') && !text.contains('/'), "{text}");
         assert_eq!(text.len() % 4, 0, "padded");
         assert_eq!(format!("{header:?}"), "***");
+    }
+
+    /// Issue 12: registry credentials go only to the configured registry.
+    #[test]
+    fn credentials_reach_only_the_configured_registry() {
+        let r = access("127.0.0.1:5000", Some("u"), Some("p"));
+        assert!(r.auth_header_for(&r.qualify("a/b:1")).is_some());
+        assert!(r.auth_header_for("127.0.0.1:5000/a/b:1").is_some());
+        assert!(r.auth_header_for("evil.example/a/b:1").is_none());
+        assert!(r.auth_header_for("a/b:1").is_none());
+        let with_path = access("registry.example/team", Some("u"), Some("p"));
+        assert!(
+            with_path
+                .auth_header_for(&with_path.qualify("x:1"))
+                .is_some()
+        );
+        let hub = RegistryAccess {
+            credentials: Some(("u".into(), Secret::new("p"))),
+            ..RegistryAccess::default()
+        };
+        assert!(hub.auth_header_for("opencti/connector-x:6").is_some());
+        assert!(hub.auth_header_for("docker.io/opencti/x:6").is_some());
+        assert!(hub.auth_header_for("ghcr.io/opencti/x:6").is_none());
+        assert!(hub.auth_header_for("localhost/x:6").is_none());
+        assert_eq!(registry_of("localhost:5000/x"), "localhost:5000");
+        assert_eq!(registry_of("busybox"), "docker.io");
     }
 
     #[test]

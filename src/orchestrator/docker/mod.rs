@@ -6,6 +6,7 @@
 //! Portainer and Swarm reuse `Client` (and Portainer this type, through `with_client`).
 
 pub mod client;
+pub(crate) mod events;
 pub mod image;
 mod stream;
 mod transport;
@@ -14,6 +15,8 @@ pub(crate) mod wire;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 pub use client::{ApiVersion, Client};
 pub use image::PullPolicy;
@@ -48,6 +51,35 @@ struct Cached {
     state: String,
     status: String,
     details: Details,
+    at: Instant,
+}
+
+/// Turns engine events into wake-ups of the platform loop (and, for Docker,
+/// into cache invalidations).
+pub(crate) struct Waker<'a> {
+    pub docker: Option<&'a Docker>,
+    pub wake: &'a dyn Fn(),
+}
+
+impl events::Listener for Waker<'_> {
+    fn connected(&self, after_outage: bool) {
+        if after_outage {
+            if let Some(d) = self.docker {
+                d.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            }
+            (self.wake)();
+        }
+    }
+
+    fn event(&self, id: &str, action: &str) {
+        log::debug!("engine event {action} on {id}");
+        if let Some(d) = self.docker {
+            d.forget(id);
+        }
+        (self.wake)();
+    }
+
+    fn lost(&self) {}
 }
 
 /// The Docker Engine orchestrator of one platform.
@@ -64,7 +96,17 @@ pub struct Docker {
     extra_labels: Vec<(String, String)>,
     /// Inspect results by container id.
     cache: Mutex<HashMap<String, Cached>>,
+    /// The engine's event stream is open: a cached inspect stays valid until an
+    /// event names its container (or `CACHE_TRUST` passes), whatever the uptime text says.
+    events_live: AtomicBool,
+    /// Containers known to hold their proxy CA bundle (uploaded by this
+    /// process, or seen there once), so `list()` looks at most once per container.
+    with_ca: Mutex<HashSet<String>>,
 }
+
+/// How long a cached inspect is trusted while events flow: the safety net for
+/// an event the engine never sent.
+const CACHE_TRUST: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for Docker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -117,6 +159,8 @@ impl Docker {
             ca_archive,
             extra_labels: Vec::new(),
             cache: Mutex::new(HashMap::new()),
+            events_live: AtomicBool::new(false),
+            with_ca: Mutex::new(HashSet::new()),
         })
     }
 
@@ -170,6 +214,9 @@ impl Docker {
             }
             return Err(e);
         }
+        if self.ca_archive.is_some() {
+            lock(&self.with_ca).insert(id.clone());
+        }
         if spec.start {
             self.client.start_container(&id)?;
         }
@@ -178,11 +225,44 @@ impl Docker {
 
     /// The cached details of container `id` when its listing line is unchanged.
     fn cached(&self, id: &str, state: &str, status: &str) -> Option<Details> {
+        let live = self.events_live.load(Ordering::Relaxed);
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(id)
-            .filter(|c| c.state == state && c.status == status)
+            .filter(|c| c.state == state)
+            // Without events, the listing's status text is the only sign of a
+            // restart between two cycles (it carries the uptime).
+            .filter(|c| {
+                if live {
+                    c.at.elapsed() < CACHE_TRUST
+                } else {
+                    c.status == status
+                }
+            })
             .map(|c| c.details.clone())
+    }
+
+    /// Forgets what was inspected of container `id` (an event named it).
+    fn forget(&self, id: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.remove(id);
+    }
+
+    /// Follows the container events of this manager (shared with Portainer).
+    pub(crate) fn follow_events(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) {
+        let label = format!("{LABEL_MANAGER}={}", self.manager_id);
+        let listener = Waker {
+            docker: Some(self),
+            wake,
+        };
+        events::follow(
+            &self.client,
+            "container",
+            Some(&label),
+            &listener,
+            &self.events_live,
+            stop,
+        );
     }
 
     /// Inspects `id` and caches the result against the listing's `state` and `status`.
@@ -195,9 +275,28 @@ impl Docker {
                 state: state.to_string(),
                 status: status.to_string(),
                 details: details.clone(),
+                at: Instant::now(),
             },
         );
         Ok(details)
+    }
+
+    /// Whether a never-started container lacks the proxy CA bundle it was
+    /// created for: a deploy cut between create and upload (kill -9, power
+    /// loss) leaves it so, and starting it would give a connector whose env
+    /// points at a missing file (issue 12). One `HEAD` per such container.
+    ///
+    /// # Errors
+    /// The engine could not answer.
+    fn lacks_proxy_ca(&self, id: &str, state: &str) -> Result<bool, Error> {
+        if self.ca_archive.is_none() || state != "created" || lock(&self.with_ca).contains(id) {
+            return Ok(false);
+        }
+        let present = self.client.has_path(id, PROXY_CA_PATH)?;
+        if present {
+            lock(&self.with_ca).insert(id.to_string());
+        }
+        Ok(!present)
     }
 
     /// Whether `name`'s logs are raw (TTY), from the cache or one inspect.
@@ -248,19 +347,26 @@ impl Orchestrator for Docker {
                     Err(e) => return Err(e),
                 },
             };
+            // No hash for a half-deployed container: the planner recreates it.
+            let complete = details.is_none() || !self.lacks_proxy_ca(&s.id, &s.state)?;
             workloads.push(Workload {
                 name,
                 connector_id,
                 platform: s.labels.get(LABEL_PLATFORM).cloned(),
-                hash: details.as_ref().and_then(|d| d.hash.clone()),
+                hash: details
+                    .as_ref()
+                    .and_then(|d| d.hash.clone())
+                    .filter(|_| complete),
                 state: state_of(&s.state),
                 restart_count: details.as_ref().map_or(0, |d| d.restart_count),
                 started_at: details.and_then(|d| d.started_at),
                 waiting_reason: None,
+                defect: None,
             });
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.retain(|id, _| seen.contains(id));
+        lock(&self.with_ca).retain(|id| seen.contains(id));
         Ok(workloads)
     }
 
@@ -316,6 +422,11 @@ impl Orchestrator for Docker {
         self.client.remove_container(name)
     }
 
+    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+        self.follow_events(wake, stop);
+        true
+    }
+
     fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>, Error> {
         let tty = self.is_tty(name)?;
         self.client.container_logs(name, tail, tty)
@@ -335,7 +446,7 @@ pub(crate) fn ensure_image(
 ) -> Result<String, Error> {
     let image = registry.qualify(requested);
     let present = || client.inspect_image(&image).map(|i| i.is_some());
-    let auth = registry.auth_header();
+    let auth = registry.auth_header_for(&image);
     match policy {
         PullPolicy::Never if present()? => Ok(image),
         PullPolicy::Never => Err(Error::Image {
@@ -356,6 +467,12 @@ pub(crate) fn ensure_image(
             },
         },
     }
+}
+
+/// A set whose every state is valid, even after a panic elsewhere.
+fn lock(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    set.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn state_of(state: &str) -> WorkloadState {
@@ -419,7 +536,7 @@ fn policies(
 /// figure and the composer never restarts a crashing container; `unless-stopped`
 /// (not `always`) keeps a container stopped by the composer stopped when the
 /// daemon restarts.
-fn parse_restart_policy(value: Option<&str>) -> Option<RestartPolicy> {
+pub(crate) fn parse_restart_policy(value: Option<&str>) -> Option<RestartPolicy> {
     let policy = |name, maximum_retry_count| {
         Some(RestartPolicy {
             name,
@@ -451,7 +568,15 @@ pub(crate) fn engine_client(settings: &Settings, platform: PlatformKind) -> Resu
         .docker_options(platform)
         .and_then(|o| o.host.as_deref());
     let env_host = std::env::var("DOCKER_HOST").ok();
-    Client::from_host(&client::resolve_host(configured, env_host.as_deref()))
+    let host = client::resolve_host(configured, env_host.as_deref());
+    if let Some(remote) = client::remote_plain_tcp(&host) {
+        log::warn!(
+            "{platform}: the Docker engine at {remote} is reached over plain TCP: decrypted \
+             connector env values and registry credentials cross the network unencrypted; \
+             use a unix socket, or reach a remote engine through an SSH or TLS tunnel"
+        );
+    }
+    Client::from_host(&host)
 }
 
 /// The platform's proxy CA bundle for connectors, when it uses a proxy with a CA (§5.5.2).

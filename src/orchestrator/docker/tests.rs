@@ -152,7 +152,7 @@ fn engine_messages_lose_sensitive_values() {
     };
     assert_eq!(
         redact(err, &s).to_string(),
-        "create container: engine returned 400: bad env TOKEN=*** NAME=visible"
+        "create container: answered 400: bad env TOKEN=*** NAME=visible"
     );
 }
 

@@ -31,6 +31,9 @@ fn engine_config() -> Config {
         // environment; the engine is never reached through the connectors' proxy.
         .proxy(None)
         .http_status_as_error(false)
+        // A redirect would carry `X-Registry-Auth` to whatever host it names;
+        // an engine never sends one, so a 3xx is an answer (issue 12).
+        .max_redirects(0)
         .timeout_global(Some(REQUEST_TIMEOUT))
         .input_buffer_size(BUFFER_SIZE)
         .output_buffer_size(BUFFER_SIZE)

@@ -443,3 +443,22 @@ mod tests {
         );
     }
 }
+
+/// One line of `GET /events`: what happened to which object.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Event {
+    #[serde(rename = "Type", deserialize_with = "null_default")]
+    pub kind: String,
+    #[serde(rename = "Action", deserialize_with = "null_default")]
+    pub action: String,
+    #[serde(rename = "Actor", deserialize_with = "null_default")]
+    pub actor: EventActor,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct EventActor {
+    #[serde(rename = "ID", deserialize_with = "null_default")]
+    pub id: String,
+}

@@ -37,6 +37,10 @@ pub(crate) struct Client {
     server: String,
     namespace: String,
     auth: Auth,
+    /// The API server and its timeouts, named in transport errors.
+    remote: crate::http::Remote,
+    /// Where the connection came from (`kubeconfig … (context dev)`, the service account).
+    origin: String,
 }
 
 /// The agent for an API server (built by `http::kubernetes_agent`): the
@@ -83,12 +87,26 @@ impl Client {
     /// See [`agent`].
     pub(crate) fn new(conn: Connection, t: Timeouts) -> Result<Client, Error> {
         let agent = agent(&conn, t)?;
+        let remote = crate::http::Remote::new(&conn.server, None, t.request, t.connect);
         Ok(Client {
             agent,
             server: conn.server,
             namespace: conn.namespace,
             auth: conn.auth,
+            remote,
+            origin: conn.origin,
         })
+    }
+
+    /// Names `section` (`opencti.daemon.kubernetes`) as where the timeouts are set.
+    pub(crate) fn in_section(mut self, section: &str) -> Client {
+        self.remote = self.remote.in_section(section);
+        self
+    }
+
+    /// `kubeconfig /root/.kube/config (context dev), namespace connectors`.
+    fn context(&self) -> String {
+        format!("{}, namespace {}", self.origin, self.namespace)
     }
 
     /// The namespace every call works in.
@@ -147,7 +165,7 @@ impl Client {
         };
         let mut resp = sent.map_err(|e| Error::Transport {
             op,
-            detail: e.to_string(),
+            detail: format!("{} ({})", self.remote.explain(&e), self.context()),
         })?;
         let code = resp.status().as_u16();
         if (200..300).contains(&code) {
@@ -168,6 +186,11 @@ impl Client {
             (_, true) => text.chars().take(300).collect(),
             (true, false) => status.message,
             (false, false) => format!("{}: {}", status.reason, status.message),
+        };
+        let message = match code {
+            // Who was refused, and where: the fix is in that kubeconfig or Role.
+            401 | 403 => format!("{message} (API server {}, {})", self.server, self.context()),
+            _ => message,
         };
         Err(Error::Api { op, code, message })
     }
@@ -224,15 +247,15 @@ impl Client {
         Self::json(op, self.send(op, "GET", &url, None)?)
     }
 
-    /// `POST deployments`
+    /// `POST deployments`; returns the new Deployment's UID.
     ///
     /// # Errors
     /// Transport or API errors (409 when it exists).
-    pub(crate) fn create_deployment(&self, body: &serde_json::Value) -> Result<(), Error> {
+    pub(crate) fn create_deployment(&self, body: &serde_json::Value) -> Result<String, Error> {
         let op = "create deployment";
         let payload = Self::body(op, body, "application/json")?;
-        self.send(op, "POST", &self.deployments(), Some(payload))
-            .map(drop)
+        let resp = self.send(op, "POST", &self.deployments(), Some(payload))?;
+        Self::json::<wire::Created>(op, resp).map(|c| c.metadata.uid)
     }
 
     /// `PATCH deployments/{name}` with a JSON merge patch.
@@ -252,18 +275,73 @@ impl Client {
             .map_err(|e| not_found(e, name))
     }
 
-    /// `DELETE deployments/{name}`; `Ok(false)` when it was already gone.
+    /// `DELETE deployments/{name}`; `Ok(false)` when it was already gone. With
+    /// `foreground`, the Deployment stays listed until the garbage collector has
+    /// deleted what it owns (its Secrets).
     ///
     /// # Errors
     /// Transport or API errors other than 404.
-    pub(crate) fn delete_deployment(&self, name: &str) -> Result<bool, Error> {
-        let url = format!("{}/{name}", self.deployments());
+    pub(crate) fn delete_deployment(&self, name: &str, foreground: bool) -> Result<bool, Error> {
+        let policy = if foreground {
+            "Foreground"
+        } else {
+            "Background"
+        };
+        let url = format!("{}/{name}?propagationPolicy={policy}", self.deployments());
         gone_is_fine(self.send("delete deployment", "DELETE", &url, None))
+    }
+
+    /// `POST secrets`: creates a Secret, never replaces one; returns its UID.
+    ///
+    /// # Errors
+    /// Transport or API errors: 409 when a Secret of that name exists.
+    pub(crate) fn create_secret(&self, body: &wire::Secret<'_>) -> Result<String, Error> {
+        let op = "create secret";
+        let payload = Self::body(op, body, "application/json")?;
+        let resp = self.send(op, "POST", &self.core("secrets"), Some(payload))?;
+        Self::json::<wire::Created>(op, resp).map(|c| c.metadata.uid)
+    }
+
+    /// `PUT secrets/{name}` carrying `metadata.uid`: replaces the Secret only
+    /// while it is the one with that UID.
+    ///
+    /// # Errors
+    /// Transport or API errors: 404 when it is gone, 409 when the name now
+    /// belongs to another object.
+    pub(crate) fn replace_secret(&self, name: &str, body: &wire::Secret<'_>) -> Result<(), Error> {
+        let op = "replace secret";
+        let payload = Self::body(op, body, "application/json")?;
+        let url = format!("{}/{name}", self.core("secrets"));
+        self.send(op, "PUT", &url, Some(payload)).map(drop)
+    }
+
+    /// `DELETE secrets/{name}` with a UID precondition; gone or replaced by
+    /// another object (404, 409) is fine: either way ours no longer exists.
+    ///
+    /// # Errors
+    /// Transport or other API errors.
+    pub(crate) fn delete_secret_with_uid(&self, name: &str, uid: &str) -> Result<(), Error> {
+        let op = "delete secret";
+        let options = wire::DeleteOptions {
+            api_version: "v1",
+            kind: "DeleteOptions",
+            preconditions: wire::Preconditions { uid },
+        };
+        let payload = Self::body(op, &options, "application/json")?;
+        let url = format!("{}/{name}", self.core("secrets"));
+        match self.send(op, "DELETE", &url, Some(payload)) {
+            Ok(_)
+            | Err(Error::Api {
+                code: 404 | 409, ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates or replaces a Secret: `PUT secrets/{name}`, then `POST secrets` when
     /// it does not exist yet. `PUT` without a resourceVersion is an unconditional
-    /// update, which the API allows for Secrets.
+    /// update, which the API allows for Secrets. Used for the registry pull
+    /// secret only, which all connectors of the manager share.
     ///
     /// # Errors
     /// Transport or API errors.
@@ -277,15 +355,6 @@ impl Client {
                 .map(drop),
             r => r.map(drop),
         }
-    }
-
-    /// `DELETE secrets/{name}`; a missing Secret is fine.
-    ///
-    /// # Errors
-    /// Transport or API errors other than 404.
-    pub(crate) fn delete_secret(&self, name: &str) -> Result<(), Error> {
-        let url = format!("{}/{name}", self.core("secrets"));
-        gone_is_fine(self.send("delete secret", "DELETE", &url, None)).map(drop)
     }
 
     /// `GET pods/{pod}/log?container=…&tailLines=…`

@@ -41,9 +41,13 @@ pub(crate) struct Shape {
 /// a trailing `-` the cut may leave (an invalid name).
 pub(crate) fn proxy_ca_secret_name(name: &str) -> String {
     let full = format!("{name}-proxy-ca");
-    full[..full.len().min(MAX_NAME)]
-        .trim_end_matches('-')
-        .to_string()
+    // Workload names are ASCII, but a cut at a byte offset must still never
+    // split a character (issue 12).
+    let mut end = full.len().min(MAX_NAME);
+    while !full.is_char_boundary(end) {
+        end -= 1;
+    }
+    full[..end].trim_end_matches('-').to_string()
 }
 
 /// `{name}-env`: the Secret holding a connector's decrypted values. Secret names
@@ -119,6 +123,30 @@ fn labels<'a>(spec: &'a Spec, manager_id: &'a str) -> BTreeMap<&'static str, &'a
         (LABEL_MANAGER, manager_id),
         (LABEL_PLATFORM, spec.platform.as_str()),
     ])
+}
+
+/// The pod template labels a Deployment of this connector gets: the base's
+/// template labels, then the three ownership labels over them.
+pub(crate) fn template_labels(
+    shape: &Shape,
+    connector_id: &str,
+    platform: &str,
+) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = shape
+        .base
+        .as_ref()
+        .and_then(|b| b.pointer("/spec/template/metadata/labels"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.insert(LABEL_CONNECTOR.into(), connector_id.into());
+    out.insert(LABEL_MANAGER.into(), shape.manager_id.clone());
+    out.insert(LABEL_PLATFORM.into(), platform.into());
+    out
 }
 
 /// The Deployment of `spec`, as the §6.3 body, merged into the base when one is set.
@@ -387,10 +415,83 @@ pub(crate) fn secret_body<'a>(
     wire::Secret {
         api_version: "v1",
         kind: "Secret",
-        metadata: wire::NewMeta { name, labels },
+        metadata: wire::NewMeta {
+            name,
+            labels,
+            uid: None,
+            owner_references: Vec::new(),
+        },
         type_,
         string_data: data,
     }
+}
+
+/// The annotation on a Deployment listing the Secrets made for it, as
+/// `name=uid` pairs joined by `,`: what the composer may replace or delete
+/// without reading Secrets (issue 12).
+pub(crate) const SECRETS_ANNOTATION: &str = "xtm-composer/secrets";
+
+/// The `SECRETS_ANNOTATION` value of `owned` (name → UID).
+pub(crate) fn secrets_record(owned: &BTreeMap<String, String>) -> String {
+    owned
+        .iter()
+        .map(|(name, uid)| format!("{name}={uid}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads a `SECRETS_ANNOTATION` value; malformed pairs are left out (their
+/// Secrets are then treated as not ours).
+pub(crate) fn parse_secrets_record(text: &str) -> BTreeMap<String, String> {
+    text.split(',')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, uid)| !name.is_empty() && !uid.is_empty())
+        .map(|(name, uid)| (name.to_string(), uid.to_string()))
+        .collect()
+}
+
+/// The create body of a Deployment whose Secrets are made after it (they
+/// point at its UID): no replicas and no contract hash yet, so a deploy cut
+/// before `finish_patch` is seen as unfinished by the next listing.
+pub(crate) fn unfinished(mut body: Value) -> Value {
+    if let Some(a) = body
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(HASH_MARKER);
+    }
+    if let Some(spec) = body.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("replicas".into(), json!(0));
+    }
+    body
+}
+
+/// The merge patch that completes a deploy: the contract hash, the record of
+/// the Secrets made for it, and the requested replicas.
+pub(crate) fn finish_patch(spec: &Spec, owned: &BTreeMap<String, String>) -> Value {
+    json!({
+        "metadata": {"annotations": {
+            HASH_MARKER: spec.hash,
+            SECRETS_ANNOTATION: secrets_record(owned),
+        }},
+        "spec": {"replicas": i32::from(spec.start)},
+    })
+}
+
+/// Sets (or, when `owned` is empty, removes) the Secrets record in a refresh patch.
+pub(crate) fn with_secrets_record(mut patch: Value, owned: &BTreeMap<String, String>) -> Value {
+    let record = if owned.is_empty() {
+        Value::Null
+    } else {
+        json!(secrets_record(owned))
+    };
+    if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(SECRETS_ANNOTATION.into(), record);
+        }
+    }
+    patch
 }
 
 /// Labels of the Secrets made for one connector.

@@ -2,9 +2,12 @@
 //! Deployment per connector, listed with its pods in two calls per cycle; status
 //! from the connector container of the newest live pod; start/stop by merge patch
 //! of `spec.replicas`; refresh by merge patch without `spec.selector`. Secrets: the
-//! registry pull secret and the proxy CA are written before each deploy/refresh (the
-//! pull secret also before each start); decrypted values live in a per-connector
-//! `{name}-env` Secret (`plain_env` restores plain env). `list()` only reads.
+//! registry pull secret is written before each deploy/refresh/start; the proxy CA
+//! and the decrypted values (`{name}-proxy-ca`, `{name}-env`; `plain_env` restores
+//! plain env) are owned by their Deployment and never written over a Secret the
+//! composer did not make (`secrets`, issue 12). A deploy that makes Secrets creates
+//! the Deployment stopped and without its hash, then the Secrets, then patches
+//! both in: a cut in between is seen and repaired. `list()` only reads.
 //! Connecting is lazy: building one never calls the API server.
 //!
 //! `base_deployment` merge rule: see `manifest::merge_into_base` (containers
@@ -13,15 +16,16 @@
 //!
 //! RBAC used, and nothing more (packaging/kubernetes/role.yaml): deployments
 //! `list, create, patch, delete`; pods `list`; pods/log `get`; secrets
-//! `create, update, delete`.
+//! `create, update, delete` (no `get`).
 
 mod client;
 pub mod connect;
 mod manifest;
+mod secrets;
 mod wire;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 pub use connect::Source;
@@ -76,6 +80,8 @@ pub struct Kubernetes {
     pull: Option<PullSecret>,
     proxy_ca: Option<String>,
     located: Mutex<BTreeMap<String, Located>>,
+    /// Ownership facts of each Deployment, as seen by the last `list()`.
+    listed: Mutex<BTreeMap<String, secrets::Listed>>,
 }
 
 impl Kubernetes {
@@ -122,7 +128,8 @@ impl Kubernetes {
             plain_env: ks.plain_env,
         };
         let proxy_ca = proxy_ca_bundle(p)?;
-        let client = Client::new(conn, timeouts)?;
+        let section = format!("{}.daemon.kubernetes", platform.as_str());
+        let client = Client::new(conn, timeouts)?.in_section(&section);
         Ok(Kubernetes {
             client,
             shape: Shape {
@@ -133,6 +140,7 @@ impl Kubernetes {
             pull,
             proxy_ca,
             located: Mutex::new(BTreeMap::new()),
+            listed: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -145,28 +153,35 @@ impl Kubernetes {
         format!("{LABEL_MANAGER}={}", self.shape.manager_id)
     }
 
-    /// The pull secret, the proxy CA Secret and the env Secret of `spec`, written
-    /// before its Deployment so that its pods find them (D7).
-    fn write_secrets(&self, spec: &Spec) -> Result<(), Error> {
-        self.write_pull_secret()?;
-        let labels = || manifest::secret_labels(spec, &self.shape.manager_id);
-        if let Some(bundle) = &self.proxy_ca {
-            let name = manifest::proxy_ca_secret_name(&spec.name);
-            let data = BTreeMap::from([(manifest::PROXY_CA_KEY.to_string(), bundle.as_str())]);
-            let body = manifest::secret_body(&name, "Opaque", labels(), data);
-            self.client.upsert_secret(&name, &body)?;
+    /// What the last listing said about Deployment `name` (listing again
+    /// when it was not in the last one).
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such Deployment of ours; listing errors.
+    fn listed(&self, op: &'static str, name: &str) -> Result<secrets::Listed, Error> {
+        let cached = || {
+            let cache = self.listed.lock().unwrap_or_else(PoisonError::into_inner);
+            cache.get(name).cloned()
+        };
+        if let Some(l) = cached() {
+            return Ok(l);
         }
-        let values = manifest::env_secret_data(spec, &self.shape);
-        if !values.is_empty() {
-            let name = manifest::env_secret_name(&spec.name);
-            let data = values
-                .iter()
-                .map(|(k, v)| (k.clone(), v.expose()))
-                .collect();
-            let body = manifest::secret_body(&name, "Opaque", labels(), data);
-            self.client.upsert_secret(&name, &body)?;
-        }
-        Ok(())
+        self.list()?;
+        cached().ok_or_else(|| Error::NotFound {
+            op,
+            name: name.to_string(),
+        })
+    }
+
+    /// Remembers what a deploy or refresh made, until the next listing.
+    fn remember(&self, name: &str, uid: String, secrets: BTreeMap<String, String>) {
+        let mut cache = self.listed.lock().unwrap_or_else(PoisonError::into_inner);
+        let listed = secrets::Listed {
+            uid,
+            finished: true,
+            secrets,
+        };
+        cache.insert(name.to_string(), listed);
     }
 
     /// Creates or replaces the registry pull secret, when credentials are set.
@@ -214,40 +229,86 @@ impl Orchestrator for Kubernetes {
         let selector = self.manager_selector();
         let deployments = self.client.list_deployments(&selector)?;
         let pods = self.client.list_pods(&selector)?;
-        let (workloads, located) = observe(&deployments.items, &pods.items);
+        let (workloads, located) = observe(&deployments.items, &pods.items, &self.shape);
         if let Ok(mut cache) = self.located.lock() {
             *cache = located;
         }
+        let listed = deployments
+            .items
+            .iter()
+            .map(|d| (d.metadata.name.clone(), secrets::Listed::of(d)))
+            .collect();
+        *self.listed.lock().unwrap_or_else(PoisonError::into_inner) = listed;
         Ok(workloads)
     }
 
+    /// # Guarantees
+    /// With Secrets to make: a Secret name taken by another object leaves it
+    /// untouched, deletes the Deployment just made and is a name-collision error.
     fn deploy(&self, spec: &Spec) -> Result<(), Error> {
-        self.write_secrets(spec)?;
+        self.write_pull_secret()?;
         let body = manifest::deployment(spec, &self.shape, &self.image(spec))?;
-        self.client.create_deployment(&body)
+        let wanted = self.wanted(spec);
+        if wanted.is_empty() {
+            return self.client.create_deployment(&body).map(drop);
+        }
+        let uid = self.client.create_deployment(&manifest::unfinished(body))?;
+        let mut owned = BTreeMap::new();
+        for w in &wanted {
+            match self.create_owned(spec, w, &uid) {
+                Ok(secret_uid) => {
+                    owned.insert(w.name.clone(), secret_uid);
+                }
+                Err(e) => {
+                    // Ours, made a moment ago; the Secrets made so far go with it.
+                    if let Err(cleanup) = self.client.delete_deployment(&spec.name, false) {
+                        log::warn!("{cleanup}");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let finish = manifest::finish_patch(spec, &owned);
+        self.client
+            .patch_deployment("finish deployment", &spec.name, &finish)?;
+        self.remember(&spec.name, uid, owned);
+        Ok(())
     }
 
+    /// # Guarantees
+    /// A Deployment left unfinished by a cut deploy (no contract hash) is
+    /// deleted with its Secrets (foreground) and deployed again next cycle.
     fn refresh(&self, spec: &Spec) -> Result<(), Error> {
-        self.write_secrets(spec)?;
-        if manifest::env_secret_data(spec, &self.shape).is_empty() {
-            self.client
-                .delete_secret(&manifest::env_secret_name(&spec.name))?;
+        self.write_pull_secret()?;
+        let listed = self.listed("refresh deployment", &spec.name)?;
+        if !listed.finished {
+            log::warn!(
+                "deployment {} was left half-deployed; deleted with its Secrets, deployed again next cycle",
+                spec.name
+            );
+            return self.client.delete_deployment(&spec.name, true).map(drop);
         }
+        let owned = self.write_owned(spec, &listed)?;
         let full = manifest::deployment(spec, &self.shape, &self.image(spec))?;
-        match self.client.patch_deployment(
-            "refresh deployment",
-            &spec.name,
-            &manifest::refresh_patch(full),
-        ) {
+        let patch = manifest::with_secrets_record(manifest::refresh_patch(full), &owned);
+        let patched = self
+            .client
+            .patch_deployment("refresh deployment", &spec.name, &patch);
+        if patched.is_ok() {
+            self.remember(&spec.name, listed.uid, owned);
+        }
+        match patched {
+            // Reported on the listed workload as a defect from now on, so the
+            // planner replaces it; this attempt fails and backs off.
             Err(Error::Api {
                 code: 422, message, ..
-            }) if is_selector_conflict(&message) => {
-                log::warn!(
-                    "deployment {} has a selector that cannot take the new labels; deleted, redeployed next cycle",
+            }) if is_selector_conflict(&message) => Err(Error::Config {
+                op: "refresh deployment",
+                detail: format!(
+                    "{}: its selector cannot take the new template labels ({message}); it is replaced",
                     spec.name
-                );
-                self.client.delete_deployment(&spec.name).map(drop)
-            }
+                ),
+            }),
             r => r,
         }
     }
@@ -261,11 +322,21 @@ impl Orchestrator for Kubernetes {
         self.scale("stop deployment", name, 0)
     }
 
+    /// The Deployment, and the Secrets recorded on it (the garbage collector
+    /// deletes them too, through their owner reference); never a Secret of
+    /// that name that the composer did not make.
     fn remove(&self, name: &str) -> Result<(), Error> {
-        self.client.delete_deployment(name)?;
-        self.client
-            .delete_secret(&manifest::proxy_ca_secret_name(name))?;
-        self.client.delete_secret(&manifest::env_secret_name(name))
+        let recorded = match self.listed("remove deployment", name) {
+            Ok(l) => l.secrets,
+            Err(Error::NotFound { .. }) => BTreeMap::new(),
+            Err(e) => return Err(e),
+        };
+        self.client.delete_deployment(name, false)?;
+        (self.listed.lock().unwrap_or_else(PoisonError::into_inner)).remove(name);
+        for (secret, uid) in &recorded {
+            self.client.delete_secret_with_uid(secret, uid)?;
+        }
+        Ok(())
     }
 
     fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>, Error> {
@@ -298,6 +369,7 @@ fn is_selector_conflict(message: &str) -> bool {
 fn observe(
     deployments: &[wire::Deployment],
     pods: &[wire::Pod],
+    shape: &manifest::Shape,
 ) -> (Vec<Workload>, BTreeMap<String, Located>) {
     let mut located = BTreeMap::new();
     let workloads = deployments
@@ -317,10 +389,38 @@ fn observe(
                     container,
                 },
             );
-            workload(d, status)
+            let mut w = workload(d, status);
+            w.defect = selector_defect(d, shape);
+            w
         })
         .collect();
     (workloads, located)
+}
+
+/// A selector label the template made from this configuration would not carry
+/// with the same value: the API server refuses such a Deployment's refresh
+/// (the selector is immutable), so it has to be replaced (§6.3 self-heal).
+fn selector_defect(d: &wire::Deployment, shape: &manifest::Shape) -> Option<String> {
+    let labels = &d.metadata.labels;
+    let template = manifest::template_labels(
+        shape,
+        labels.get(LABEL_CONNECTOR)?,
+        labels.get(LABEL_PLATFORM).map_or("opencti", String::as_str),
+    );
+    let wrong: Vec<String> = d
+        .spec
+        .selector
+        .match_labels
+        .iter()
+        .filter(|(k, v)| template.get(k.as_str()) != Some(v))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    (!wrong.is_empty()).then(|| {
+        format!(
+            "its selector has {} that the new template would not carry",
+            wrong.join(", ")
+        )
+    })
 }
 
 /// The connector container: the one named like the Deployment (ours and the
@@ -410,6 +510,7 @@ fn workload(d: &wire::Deployment, status: Option<&wire::ContainerStatus>) -> Wor
         restart_count: status.map_or(0, |s| s.restart_count),
         started_at,
         waiting_reason,
+        defect: None,
     }
 }
 

@@ -17,6 +17,18 @@ fn deployment(name: &str, replicas: i32) -> wire::Deployment {
     .unwrap()
 }
 
+fn shape(base: Option<serde_json::Value>) -> manifest::Shape {
+    manifest::Shape {
+        manager_id: "m".into(),
+        pull_policy: "IfNotPresent".into(),
+        resources: None,
+        base,
+        pull_secret: None,
+        proxy_ca: false,
+        plain_env: false,
+    }
+}
+
 fn pod(name: &str, owner: &str, created: &str, state: serde_json::Value) -> wire::Pod {
     serde_json::from_value(json!({
         "metadata": {"name": name, "creationTimestamp": created,
@@ -54,7 +66,11 @@ fn d4_state_and_health_come_from_the_connector_container_of_the_newest_live_pod(
         "2025-01-02T00:00:00Z",
         running("otx", 2, "2025-01-02T00:00:05Z"),
     );
-    let (w, located) = observe(&[deployment("otx", 1)], &[old, terminating, newest]);
+    let (w, located) = observe(
+        &[deployment("otx", 1)],
+        &[old, terminating, newest],
+        &shape(None),
+    );
     assert_eq!(w.len(), 1);
     assert_eq!(w[0].state, WorkloadState::Running);
     assert_eq!(w[0].restart_count, 2);
@@ -77,6 +93,7 @@ fn d4_crash_loop_is_running_with_a_waiting_reason_and_the_last_start() {
     let (w, _) = observe(
         &[deployment("otx", 1)],
         &[pod("otx-b-22222", "otx", "2025-01-02T00:00:00Z", state)],
+        &shape(None),
     );
     assert_eq!(w[0].state, WorkloadState::Running);
     assert_eq!(w[0].waiting_reason.as_deref(), Some("CrashLoopBackOff"));
@@ -90,6 +107,7 @@ fn ordinary_waits_are_not_reboot_loops() {
     let (w, _) = observe(
         &[deployment("otx", 1)],
         &[pod("otx-b-22222", "otx", "2025-01-02T00:00:00Z", state)],
+        &shape(None),
     );
     assert_eq!(w[0].state, WorkloadState::Running);
     assert_eq!(w[0].waiting_reason, None);
@@ -98,7 +116,11 @@ fn ordinary_waits_are_not_reboot_loops() {
 
 #[test]
 fn zero_replicas_is_stopped_and_no_pod_with_replicas_is_restarting() {
-    let (w, _) = observe(&[deployment("otx", 0), deployment("cve", 1)], &[]);
+    let (w, _) = observe(
+        &[deployment("otx", 0), deployment("cve", 1)],
+        &[],
+        &shape(None),
+    );
     assert_eq!(w[0].state, WorkloadState::Stopped);
     assert_eq!(w[1].state, WorkloadState::Restarting);
     assert_eq!(w[1].restart_count, 0);
@@ -111,6 +133,7 @@ fn a_terminated_container_restarts_and_keeps_its_start_time() {
     let (w, _) = observe(
         &[deployment("otx", 1)],
         &[pod("otx-b-22222", "otx", "2025-01-02T00:00:00Z", state)],
+        &shape(None),
     );
     assert_eq!(w[0].state, WorkloadState::Restarting);
     assert_eq!(w[0].waiting_reason.as_deref(), Some("Error"));
@@ -125,7 +148,7 @@ fn pods_of_a_longer_named_deployment_are_not_mistaken_for_ours() {
         "2025-01-02T00:00:00Z",
         running("otx", 3, "2025-01-02T00:00:05Z"),
     );
-    let (w, located) = observe(&[deployment("otx", 1)], &[other]);
+    let (w, located) = observe(&[deployment("otx", 1)], &[other], &shape(None));
     assert_eq!(w[0].state, WorkloadState::Restarting);
     assert_eq!(located["otx"].pod, None);
     assert!(is_pod_of("otx-2", "otx-2-bbb-22222"));
@@ -142,7 +165,7 @@ fn pods_without_the_deployment_selector_labels_are_ignored() {
         running("otx", 3, "2025-01-02T00:00:05Z"),
     );
     p.metadata.labels.remove(LABEL_CONNECTOR);
-    let (w, _) = observe(&[deployment("otx", 1)], &[p]);
+    let (w, _) = observe(&[deployment("otx", 1)], &[p], &shape(None));
     assert_eq!(w[0].state, WorkloadState::Restarting);
 }
 
@@ -151,7 +174,7 @@ fn a_deployment_without_connector_label_is_listed_without_id() {
     let mut d = deployment("manual", 1);
     d.metadata.labels.remove(LABEL_CONNECTOR);
     d.metadata.annotations.clear();
-    let (w, _) = observe(&[d], &[]);
+    let (w, _) = observe(&[d], &[], &shape(None));
     assert_eq!(w[0].connector_id, None);
     assert_eq!(w[0].hash, None);
 }
@@ -232,4 +255,30 @@ fn the_proxy_ca_bundle_joins_inline_and_file_entries_only_with_the_proxy() {
     assert!(i < f);
     p.https_proxy_ca.push("/nonexistent/ca.pem".into());
     assert!(proxy_ca_bundle(&p).is_err());
+}
+
+#[test]
+fn a_selector_the_new_template_would_not_match_is_reported_as_a_defect() {
+    let mut old: serde_json::Value = json!({
+        "metadata": {"name": "otx",
+            "labels": {"opencti-manager": "m", "opencti-connector-id": "id-otx", "opencti-platform": "opencti"}},
+        "spec": {"replicas": 1,
+            "selector": {"matchLabels": {"opencti-manager": "m", "opencti-connector-id": "id-otx", "team": "old"}},
+            "template": {"spec": {"containers": [{"name": "otx"}]}}}
+    });
+    let d: wire::Deployment = serde_json::from_value(old.clone()).unwrap();
+    let base = json!({"spec": {"template": {"metadata": {"labels": {"team": "new"}}}}});
+    let (w, _) = observe(std::slice::from_ref(&d), &[], &shape(Some(base)));
+    let defect = w[0].defect.as_deref().unwrap();
+    assert!(defect.contains("team=old"), "{defect}");
+    // The same selector with a base that keeps team=old: refreshable.
+    let base = json!({"spec": {"template": {"metadata": {"labels": {"team": "old"}}}}});
+    let (w, _) = observe(std::slice::from_ref(&d), &[], &shape(Some(base)));
+    assert_eq!(w[0].defect, None);
+    // The existing composer's two-label selector is a subset: refreshable.
+    old["spec"]["selector"]["matchLabels"] =
+        json!({"opencti-manager": "m", "opencti-connector-id": "id-otx"});
+    let d: wire::Deployment = serde_json::from_value(old).unwrap();
+    let (w, _) = observe(&[d], &[], &shape(None));
+    assert_eq!(w[0].defect, None);
 }

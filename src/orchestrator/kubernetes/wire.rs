@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default, rename_all = "camelCase")]
 pub(crate) struct ObjectMeta {
     pub name: String,
+    pub uid: String,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub creation_timestamp: Option<String>,
@@ -156,12 +157,53 @@ pub(crate) struct Secret<'a> {
     pub string_data: BTreeMap<String, &'a str>,
 }
 
-/// `ObjectMeta` as sent: name and labels.
+/// `ObjectMeta` as sent: name and labels; on an update, the `uid` the object
+/// must still have (the API answers 409 otherwise); the owner whose deletion
+/// deletes it.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct NewMeta<'a> {
     pub name: &'a str,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<&'static str, &'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub owner_references: Vec<OwnerReference<'a>>,
+}
+
+/// `OwnerReference`: a Secret of a connector points at its Deployment, so the
+/// garbage collector deletes it with the Deployment.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OwnerReference<'a> {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub name: &'a str,
+    pub uid: &'a str,
+}
+
+/// `DeleteOptions` with a UID precondition: the API deletes only the object
+/// that still has this UID (409 otherwise).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeleteOptions<'a> {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub preconditions: Preconditions<'a>,
+}
+
+/// `Preconditions`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Preconditions<'a> {
+    pub uid: &'a str,
+}
+
+/// What a create or update answers: the object's metadata.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Created {
+    pub metadata: ObjectMeta,
 }
 
 /// The merge patch of `spec.replicas` (start / stop).

@@ -56,8 +56,8 @@ impl Swarm {
     /// and the platform's proxy CA. No engine call is made.
     ///
     /// # Errors
-    /// `Error::Config` naming the setting: an unreadable `swarm` section, an
-    /// unknown `pull_policy`, an unsupported engine address, an unreadable CA file.
+    /// `Error::Config` naming the setting: an unknown `pull_policy` (settings
+    /// not checked by the loader), an unsupported engine address, an unreadable CA file.
     pub fn new(settings: &Settings, platform: PlatformKind) -> Result<Swarm, Error> {
         Swarm::with_client(
             docker::engine_client(settings, platform)?,
@@ -80,8 +80,13 @@ impl Swarm {
             op: "swarm settings",
             detail,
         };
-        let options = SwarmOptions::from_section(settings.platform(platform).daemon.swarm.as_ref())
-            .map_err(|e| invalid(format!("{section}: {e}")))?;
+        // An absent section is all defaults (the existing composer panicked).
+        let options = settings
+            .platform(platform)
+            .daemon
+            .swarm
+            .clone()
+            .unwrap_or_default();
         let pull_policy = PullPolicy::parse(options.pull_policy.as_deref()).map_err(|v| {
             invalid(format!(
                 "{section}.pull_policy: unknown value {v:?} (always, if-not-present, never)"
@@ -158,7 +163,7 @@ impl Swarm {
                 },
             },
         };
-        let auth = self.registry.auth_header();
+        let auth = self.registry.auth_header_for(&image);
         let result = if update {
             self.update(&spec.name, |current| {
                 let (id, version) = (&current.id, current.version.index);
@@ -197,8 +202,13 @@ impl Swarm {
     /// Sets `Mode.Replicated.Replicas` on the service's current spec, leaving
     /// every other field as the engine has it; nothing is sent when it is already so.
     fn scale(&self, name: &str, replicas: u64) -> Result<(), Error> {
-        let auth = self.registry.auth_header();
         self.update(name, |mut current| {
+            let image = current
+                .spec
+                .pointer("/TaskTemplate/ContainerSpec/Image")
+                .and_then(|i| i.as_str())
+                .unwrap_or_default();
+            let auth = self.registry.auth_header_for(image);
             let Some(slot) = current
                 .spec
                 .pointer_mut("/Mode/Replicated")
@@ -261,6 +271,23 @@ impl Orchestrator for Swarm {
     fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>, Error> {
         self.client.service_logs(name, tail)
     }
+
+    /// Service events (create, update — a scale included —, remove). The engine
+    /// cannot filter them by label, so every service's events wake the loop:
+    /// one relist (two calls) per burst.
+    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+        let listener = crate::orchestrator::docker::Waker { docker: None, wake };
+        let live = std::sync::atomic::AtomicBool::new(false);
+        crate::orchestrator::docker::events::follow(
+            &self.client,
+            "service",
+            None,
+            &listener,
+            &live,
+            stop,
+        );
+        true
+    }
 }
 
 /// Task states that mean a run ended in failure: the restart count (D19).
@@ -320,6 +347,7 @@ fn workload_of(service: wire::Service, tasks: &[wire::Task]) -> Option<Workload>
         restart_count: u32::try_from(failed).unwrap_or(u32::MAX),
         started_at: running.or_else(|| newest(&ENDED)),
         waiting_reason: None,
+        defect: None,
     })
 }
 

@@ -214,11 +214,14 @@ fn every_swarm_option_maps_to_its_service_spec_field() {
 #[test]
 fn the_swarm_section_is_read_from_the_loaded_value() {
     let mut s = Settings::default();
-    s.opencti.daemon.swarm = Some(json!({
-        "network": "host",
-        "resources": {"memory_limit": 1024},
-        "pull_policy": "never"
-    }));
+    s.opencti.daemon.swarm = Some(
+        serde_json::from_value(json!({
+            "network": "host",
+            "resources": {"memory_limit": 1024},
+            "pull_policy": "never"
+        }))
+        .unwrap(),
+    );
     let swarm = Swarm::new(&s, PlatformKind::OpenCti).unwrap();
     assert_eq!(swarm.options.network.as_deref(), Some("host"));
     assert_eq!(swarm.options.resources.memory_limit, Some(1024));
@@ -232,20 +235,15 @@ fn the_swarm_section_is_read_from_the_loaded_value() {
 #[test]
 fn unusable_swarm_settings_are_configuration_errors_naming_the_key() {
     let mut s = Settings::default();
-    s.openaev.daemon.swarm = Some(json!({"pull_policy": "sometimes"}));
+    s.openaev.daemon.swarm = Some(SwarmOptions {
+        pull_policy: Some("sometimes".into()),
+        ..SwarmOptions::default()
+    });
     let err = Swarm::new(&s, PlatformKind::OpenAev)
         .unwrap_err()
         .to_string();
     assert_eq!(
         err,
         "swarm settings: openaev.daemon.swarm.pull_policy: unknown value \"sometimes\" (always, if-not-present, never)"
-    );
-    s.openaev.daemon.swarm = Some(json!({"dns": 5}));
-    let err = Swarm::new(&s, PlatformKind::OpenAev)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with("swarm settings: openaev.daemon.swarm: "),
-        "{err}"
     );
 }

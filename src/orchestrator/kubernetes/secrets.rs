@@ -1,0 +1,166 @@
+//! The per-connector Secrets (`{name}-env`, `{name}-proxy-ca`) and the rule
+//! that keeps the composer off every Secret it did not create (issue 12):
+//! Secrets are created with `POST` only (a 409 means the name is taken by
+//! someone else: a name collision), carry an `ownerReference` to their
+//! Deployment (the garbage collector deletes them with it), and are replaced or
+//! deleted only under the UID recorded on that Deployment when they were made.
+//! No Secret is ever read: the Role grants no `get` on them.
+
+use std::collections::BTreeMap;
+
+use super::{Kubernetes, manifest, wire};
+use crate::orchestrator::{Error, Spec};
+use crate::secret::Secret;
+
+/// A Secret a connector needs, by name, with its data.
+pub(super) struct Wanted {
+    pub name: String,
+    pub data: BTreeMap<String, Secret>,
+}
+
+/// What the last listing says about one of our Deployments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Listed {
+    pub uid: String,
+    /// It carries its contract hash: a deploy that made Secrets finished.
+    pub finished: bool,
+    /// Secrets made for it: name → UID.
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl Listed {
+    pub(super) fn of(d: &wire::Deployment) -> Listed {
+        let a = &d.metadata.annotations;
+        Listed {
+            uid: d.metadata.uid.clone(),
+            finished: a.contains_key(crate::orchestrator::HASH_MARKER),
+            secrets: a
+                .get(manifest::SECRETS_ANNOTATION)
+                .map(|t| manifest::parse_secrets_record(t))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The error for a Secret name held by an object the composer did not make.
+fn collision(op: &'static str, name: &str, namespace: &str) -> Error {
+    Error::Api {
+        op,
+        code: 409,
+        message: format!(
+            "name collision: Secret {name} in namespace {namespace} was not created by this \
+             composer for this Deployment; it is left untouched. Rename the connector, or \
+             delete that Secret if it is a leftover"
+        ),
+    }
+}
+
+impl Kubernetes {
+    /// The Secrets `spec` needs: the proxy CA bundle and the sensitive env values.
+    pub(super) fn wanted(&self, spec: &Spec) -> Vec<Wanted> {
+        let mut out = Vec::new();
+        if let Some(bundle) = &self.proxy_ca {
+            out.push(Wanted {
+                name: manifest::proxy_ca_secret_name(&spec.name),
+                data: BTreeMap::from([(
+                    manifest::PROXY_CA_KEY.to_string(),
+                    Secret::new(bundle.clone()),
+                )]),
+            });
+        }
+        let values = manifest::env_secret_data(spec, &self.shape);
+        if !values.is_empty() {
+            out.push(Wanted {
+                name: manifest::env_secret_name(&spec.name),
+                data: values,
+            });
+        }
+        out
+    }
+
+    fn send_secret(
+        &self,
+        spec: &Spec,
+        w: &Wanted,
+        owner_uid: &str,
+        uid: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let mut body = manifest::secret_body(
+            &w.name,
+            "Opaque",
+            manifest::secret_labels(spec, &self.shape.manager_id),
+            w.data
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose()))
+                .collect(),
+        );
+        body.metadata.owner_references = vec![wire::OwnerReference {
+            api_version: "apps/v1",
+            kind: "Deployment",
+            name: &spec.name,
+            uid: owner_uid,
+        }];
+        body.metadata.uid = uid;
+        match uid {
+            None => self.client.create_secret(&body).map(Some),
+            Some(_) => self.client.replace_secret(&w.name, &body).map(|()| None),
+        }
+    }
+
+    /// Creates `w` for the Deployment `owner_uid`; returns its UID.
+    ///
+    /// # Errors
+    /// A name collision (409), or the API's error.
+    pub(super) fn create_owned(
+        &self,
+        spec: &Spec,
+        w: &Wanted,
+        owner_uid: &str,
+    ) -> Result<String, Error> {
+        match self.send_secret(spec, w, owner_uid, None) {
+            Ok(uid) => Ok(uid.unwrap_or_default()),
+            Err(Error::Api { code: 409, op, .. }) => {
+                Err(collision(op, &w.name, self.client.namespace()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Brings the Secrets of an existing Deployment to `spec`: replaces those
+    /// recorded on it (under their UID), creates the others, deletes recorded
+    /// ones no longer needed. Returns the new record.
+    ///
+    /// # Errors
+    /// A name collision (the name is held by an object we did not make), or the API's error.
+    pub(super) fn write_owned(
+        &self,
+        spec: &Spec,
+        listed: &Listed,
+    ) -> Result<BTreeMap<String, String>, Error> {
+        let mut owned = BTreeMap::new();
+        for w in self.wanted(spec) {
+            let uid = match listed.secrets.get(&w.name) {
+                Some(uid) => match self.send_secret(spec, &w, &listed.uid, Some(uid)) {
+                    Ok(_) => uid.clone(),
+                    // Deleted behind our back: made again.
+                    Err(Error::Api { code: 404, .. }) => {
+                        self.create_owned(spec, &w, &listed.uid)?
+                    }
+                    // The name now belongs to another object.
+                    Err(Error::Api { code: 409, op, .. }) => {
+                        return Err(collision(op, &w.name, self.client.namespace()));
+                    }
+                    Err(e) => return Err(e),
+                },
+                None => self.create_owned(spec, &w, &listed.uid)?,
+            };
+            owned.insert(w.name, uid);
+        }
+        for (name, uid) in &listed.secrets {
+            if !owned.contains_key(name) {
+                self.client.delete_secret_with_uid(name, uid)?;
+            }
+        }
+        Ok(owned)
+    }
+}
