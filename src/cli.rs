@@ -754,37 +754,7 @@ pub fn status(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
         );
         return ExitCode::from(EXIT_CONFIG);
     };
-    let asked = table::target(listen).and_then(|addr| {
-        let health = table::get(addr, "/healthz")?;
-        let (code, body) = table::get(addr, "/status")?;
-        let status: serde_json::Value = (code == 200)
-            .then(|| serde_json::from_str(&body).ok())
-            .flatten()
-            .ok_or_else(|| format!("http://{addr}/status answered {code}"))?;
-        Ok((health, status))
-    });
-    let ((code, health), status) = match asked {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("xtm-composer: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for (kind, p) in status["platforms"].as_object().into_iter().flatten() {
-        println!(
-            "{kind}: registered {}, last listing {}, {} connector(s)",
-            p["registered"],
-            p["last_listing"].as_str().unwrap_or("never"),
-            p["connectors"]
-        );
-    }
-    print!("{}", table::table(&status));
-    println!("health: {}", health.trim());
-    if code == 200 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    table::show(listen)
 }
 
 #[cfg(test)]

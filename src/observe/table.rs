@@ -5,6 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -60,6 +61,42 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("http://{addr}{path}: no status code"))?;
     Ok((code, body.to_string()))
+}
+
+/// Asks the listener at `listen` and prints platforms, connectors and the
+/// health verdict: success only when it answered and every loop is fresh.
+pub fn show(listen: &str) -> ExitCode {
+    let asked = target(listen).and_then(|addr| {
+        let health = get(addr, "/healthz")?;
+        let (code, body) = get(addr, "/status")?;
+        let status: serde_json::Value = (code == 200)
+            .then(|| serde_json::from_str(&body).ok())
+            .flatten()
+            .ok_or_else(|| format!("http://{addr}/status answered {code}"))?;
+        Ok((health, status))
+    });
+    let ((code, health), status) = match asked {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("xtm-composer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (kind, p) in status["platforms"].as_object().into_iter().flatten() {
+        println!(
+            "{kind}: registered {}, last listing {}, {} connector(s)",
+            p["registered"],
+            p["last_listing"].as_str().unwrap_or("never"),
+            p["connectors"]
+        );
+    }
+    print!("{}", table(&status));
+    println!("health: {}", health.trim());
+    if code == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn cell(v: &Value) -> String {
