@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian 12 machine, as root:
-#   installs what the tests need (Debian's docker.io, docker-registry, busybox-static;
+#   installs what the tests need (Debian's docker.io, docker-registry, busybox-static,
+#   prometheus;
 #   PyPI's kubernetes-validate),
 #   starts a real dockerd (no bridge, no iptables) and an authenticated local registry
 #   on 127.0.0.1:5000, builds the test images locally, then runs every test.
@@ -23,6 +24,15 @@ fi
 if ! command -v cc >/dev/null || ! command -v curl >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc curl >/dev/null
+fi
+
+# A real Prometheus and promtool scrape and lint /metrics (tests/observability.rs).
+# Only the binaries are used: the tests start their own server on free loopback ports;
+# a service the package may have started is stopped so nothing else holds port 9090.
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
+  { systemctl disable --now prometheus || service prometheus stop; } >/dev/null 2>&1 || true
 fi
 
 # The official Kubernetes schemas, as a validator (tests/kubernetes.rs); pinned,

@@ -193,6 +193,10 @@ fn engines_and_targets(
         let platform = platform_for(settings, kind, decryptor.key())?;
         let (orchestrator, target) = built_orchestrator(settings, kind)?;
         targets.push((kind, target));
+        let orchestrator: Arc<dyn Orchestrator> = Arc::new(crate::observe::counted::Counted {
+            inner: orchestrator,
+            platform: kind,
+        });
         let ca = p.with_proxy && !p.https_proxy_ca.is_empty();
         let options = Options {
             execute_every: Duration::from_secs(m.execute_schedule),
@@ -206,7 +210,10 @@ fn engines_and_targets(
                 removal_grace: Duration::from_secs(m.removal_grace),
                 crash_loop_stop_after: m.crash_loop.stop_after,
             },
-            step_limit: step_limit(settings, kind),
+            step_limit: m
+                .observability
+                .stale_after
+                .map_or_else(|| step_limit(settings, kind), Duration::from_secs),
             action_limit: ACTION_LIMIT,
         };
         let ctx = env::Context::new(settings, kind, process_env, ca);
@@ -327,6 +334,17 @@ pub fn run(
         .unwrap_or(ENGINE_CALL);
     let loops = Loops::default();
     let mut threads = Vec::new();
+    let listener = match settings.manager.observability.listen.as_deref() {
+        Some(addr) => match crate::observe::server::bind(addr) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::error!("{e}");
+                eprintln!("xtm-composer: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        None => None,
+    };
     let mut platforms = 0;
     let mut pool = None;
     let started = crate::signals::spawn(stop_tx).and_then(|_| {
@@ -341,6 +359,18 @@ pub fn run(
             threads.extend(e.spawn(p.handle(), &stop_rx, &loops)?);
         }
         pool = Some(p);
+        if let Some(l) = listener {
+            if let Ok(addr) = l.local_addr() {
+                log::info!(
+                    "observability listener on http://{addr} (/healthz /readyz /metrics /status)"
+                );
+            }
+            threads.push(crate::observe::server::spawn(
+                l,
+                loops.clone(),
+                stop_rx.clone(),
+            )?);
+        }
         let (stop, l, n) = (stop_rx.clone(), loops.clone(), Arc::clone(&notifier));
         threads.push(spawn("watchdog".into(), move || {
             supervise(&l, &n, &*beat, watchdog, &stop)
@@ -431,28 +461,59 @@ fn wait_for(threads: Vec<JoinHandle<()>>, grace: Duration) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// How `plan` reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOutput {
+    /// One JSON document on stdout instead of text.
+    pub json: bool,
+    /// Exit 0 when nothing is to change, 2 when changes are planned, 1 on error.
+    pub detailed_exitcode: bool,
+}
+
 /// `plan`: one listing and one workload list per platform, actions printed,
 /// nothing changed — neither the workloads nor the platform (no registration).
-pub fn plan(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
+/// Undeployable connectors and skipped listing entries are listed too.
+pub fn plan(dir: Option<&Path>, env: &[(String, String)], out: PlanOutput) -> ExitCode {
+    use crate::observe::report;
+    // With --detailed-exitcode, 2 means "changes": any error is 1.
+    let error = |code: ExitCode| {
+        if out.detailed_exitcode {
+            ExitCode::FAILURE
+        } else {
+            code
+        }
+    };
     let (settings, decryptor) = match startup(dir, env) {
         Ok(s) => s,
-        Err(code) => return code,
+        Err(code) => return error(code),
     };
     let engines = match engines(&settings, &decryptor, env, None) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("xtm-composer: {e}");
-            return ExitCode::from(EXIT_CONFIG);
+            return error(ExitCode::from(EXIT_CONFIG));
         }
     };
-    let mut code = ExitCode::SUCCESS;
+    let (mut failed, mut changes, mut docs) = (false, 0, Vec::new());
     for e in engines {
         let kind = e.platform.kind();
         match e.observe_and_plan() {
-            Ok((p, _)) => {
+            Ok((p, desired)) => {
+                changes += report::changes(&p);
+                if out.json {
+                    docs.push(report::plan_json(kind.as_str(), &p, &desired, describe));
+                    continue;
+                }
                 println!("{kind}: {} action(s)", p.actions.len());
                 for a in &p.actions {
                     println!("  {}", describe(a));
+                }
+                for d in desired.iter().filter(|d| d.env.is_err()) {
+                    let why = d.env.as_ref().err().map_or("", String::as_str);
+                    println!(
+                        "  not deployable {} ({}): {why}",
+                        d.connector.id, d.connector.name
+                    );
                 }
                 for n in &p.notes {
                     println!(
@@ -464,12 +525,25 @@ pub fn plan(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
                 }
             }
             Err(err) => {
-                println!("{kind}: cannot plan: {err}");
-                code = ExitCode::FAILURE;
+                failed = true;
+                if out.json {
+                    let doc = serde_json::json!({"platform": kind.as_str(), "ok": false, "error": err.to_string()});
+                    docs.push(doc);
+                } else {
+                    println!("{kind}: cannot plan: {err}");
+                }
             }
         }
     }
-    code
+    if out.json {
+        let doc = serde_json::json!({"ok": !failed, "changes": changes, "platforms": docs});
+        println!("{doc:#}");
+    }
+    match (failed, out.detailed_exitcode && changes > 0) {
+        (true, _) => ExitCode::FAILURE,
+        (false, true) => ExitCode::from(2),
+        (false, false) => ExitCode::SUCCESS,
+    }
 }
 
 /// One line per action for `plan`; no env values (they may be secrets).
@@ -500,10 +574,18 @@ pub fn describe(a: &crate::reconcile::Action) -> String {
 
 struct Checks {
     failed: bool,
+    /// `check --json`: the checks, collected instead of printed.
+    json: Option<Vec<serde_json::Value>>,
 }
 
 impl Checks {
     fn line(&mut self, ok: bool, what: &str, detail: &str, hint: &str) {
+        if let Some(items) = &mut self.json {
+            self.failed |= !ok;
+            let fix = (!hint.is_empty()).then_some(hint);
+            items.push(serde_json::json!({"check": what, "ok": ok, "detail": detail, "fix": fix}));
+            return;
+        }
         if ok {
             println!("✔ {what}: {detail}");
         } else {
@@ -514,13 +596,45 @@ impl Checks {
             }
         }
     }
+
+    /// A warning line (`!`), or a JSON item with `"warning"`.
+    fn warn(&mut self, w: &str) {
+        match &mut self.json {
+            Some(items) => items.push(serde_json::json!({"warning": w})),
+            None => println!("! {w}"),
+        }
+    }
+
+    /// With `--json`: prints the one document.
+    fn finish(&self) {
+        if let Some(items) = &self.json {
+            let doc = serde_json::json!({"ok": !self.failed, "checks": items});
+            println!("{doc:#}");
+        }
+    }
 }
 
 /// `check`: a line per check with ✔/✘ and a fix hint; non-zero on any ✘.
-pub fn check(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
-    let mut c = Checks { failed: false };
+/// `json`: one JSON document (`{"ok", "checks": [{check, ok, detail, fix}]}`).
+pub fn check(dir: Option<&Path>, env: &[(String, String)], json: bool) -> ExitCode {
+    let mut c = Checks {
+        failed: false,
+        json: json.then(Vec::new),
+    };
+    let code = check_all(&mut c, dir, env);
+    c.finish();
+    code
+}
+
+fn check_all(c: &mut Checks, dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
     let loaded = match config::load(dir, env) {
         Ok(l) => l,
+        Err(problems) if c.json.is_some() => {
+            for p in &problems {
+                c.line(false, "configuration", &p.to_string(), "correct this value");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
         Err(problems) => {
             c.line(
                 false,
@@ -542,13 +656,13 @@ pub fn check(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
         "",
     );
     for w in &loaded.warnings {
-        println!("! {w}");
+        c.warn(&w.to_string());
     }
     let key = match Key::load(&s.manager) {
         Ok((k, warnings)) => {
             c.line(true, "private key", &format!("RSA {} bits", k.bits()), "");
             for w in warnings {
-                println!("! {w}");
+                c.warn(&w.to_string());
             }
             Some(k)
         }
@@ -559,7 +673,7 @@ pub fn check(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
         }
     };
     for kind in enabled(s) {
-        check_platform(&mut c, s, kind, key.as_ref());
+        check_platform(c, s, kind, key.as_ref());
     }
     if c.failed {
         ExitCode::FAILURE
@@ -623,6 +737,24 @@ fn orchestrator_hint(selector: Selector, kind: PlatformKind, up: &str) -> String
              or set {kind}.daemon.docker.host ({up}__DAEMON__DOCKER__HOST)"
         ),
     }
+}
+
+/// `status`: the running daemon's `/status` as a table and its `/healthz`
+/// verdict; exit 1 when it cannot be reached or is unhealthy, 2 when no
+/// listener is configured.
+pub fn status(dir: Option<&Path>, env: &[(String, String)]) -> ExitCode {
+    use crate::observe::table;
+    let loaded = match load(dir, env) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let Some(listen) = loaded.settings.manager.observability.listen.as_deref() else {
+        eprintln!(
+            "xtm-composer: status needs manager.observability.listen (MANAGER__OBSERVABILITY__LISTEN)"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    table::show(listen)
 }
 
 #[cfg(test)]

@@ -393,9 +393,12 @@ impl Decryptor {
     pub fn decrypt(&self, value: &str) -> Result<Secret, Error> {
         let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
         if let Some(hit) = self.lock_cache().entries.get(&digest) {
+            crate::observe::board().decrypted(true, true);
             return Ok(hit.clone());
         }
-        let plaintext = self.decrypt_uncached(value)?;
+        let plaintext = self.decrypt_uncached(value);
+        crate::observe::board().decrypted(plaintext.is_ok(), false);
+        let plaintext = plaintext?;
         self.lock_cache()
             .insert(digest, plaintext.clone(), self.capacity, self.max_bytes);
         Ok(plaintext)

@@ -212,11 +212,18 @@ impl Engine {
     /// # Errors
     /// The listing or the workload list failed.
     pub fn observe_and_plan(&self) -> Result<(Plan, Vec<Desired>), ObserveError> {
-        let listing: Listing = self.platform.list().map_err(ObserveError::Listing)?;
-        for p in &listing.problems {
-            log::warn!("{}: listing: {p}", self.name());
-        }
-        let workloads: Vec<Workload> = self.orchestrator.list().map_err(ObserveError::Workloads)?;
+        let (started, board) = (Instant::now(), crate::observe::board());
+        let kind = self.platform.kind();
+        let failed = |e| {
+            board.listing_failed(kind);
+            e
+        };
+        let listing: Listing = self
+            .platform
+            .list()
+            .map_err(|e| failed(ObserveError::Listing(e)))?;
+        let workloads: Vec<Workload> =
+            (self.orchestrator.list()).map_err(|e| failed(ObserveError::Workloads(e)))?;
         let desired: Vec<Desired> = listing
             .connectors
             .into_iter()
@@ -236,10 +243,22 @@ impl Engine {
             in_flight: &in_flight,
             policy: self.options.policy,
         };
-        Ok((
-            reconcile::plan(&input, &self.memory, SystemTime::now()),
-            desired,
-        ))
+        let mut plan = reconcile::plan(&input, &self.memory, SystemTime::now());
+        // Skipped entries are the plan's to show (`plan`), logged with its notes.
+        plan.notes
+            .extend(listing.problems.iter().map(|p| reconcile::Note {
+                level: Level::Warn,
+                connector: None,
+                text: format!("listing: {p}"),
+            }));
+        let seen = crate::observe::Seen {
+            desired: &desired,
+            workloads: &workloads,
+            memory: &plan.memory,
+            name_prefix: self.options.name_prefix.as_deref(),
+        };
+        board.seen(kind, seen, started.elapsed());
+        Ok((plan, desired))
     }
 
     /// Observes and plans; on success the plan's memory is kept, and each
@@ -264,12 +283,13 @@ impl Engine {
                 for n in &plan.notes {
                     let id = n.connector.as_deref().unwrap_or("-");
                     let name = self.name();
-                    match n.level {
-                        Level::Error => log::error!("{name}: connector {id}: {}", n.text),
-                        Level::Warn => log::warn!("{name}: connector {id}: {}", n.text),
-                        Level::Info => log::info!("{name}: connector {id}: {}", n.text),
-                        Level::Debug => log::debug!("{name}: connector {id}: {}", n.text),
-                    }
+                    let level = match n.level {
+                        Level::Error => log::Level::Error,
+                        Level::Warn => log::Level::Warn,
+                        Level::Info => log::Level::Info,
+                        Level::Debug => log::Level::Debug,
+                    };
+                    log::log!(level, platform = name, connector = id; "{name}: connector {id}: {}", n.text);
                 }
                 self.memory = plan.memory.clone();
                 let stamps = desired
@@ -364,19 +384,26 @@ impl Engine {
         let name = self.name();
         let now = SystemTime::now();
         for d in outcome.done {
+            let kind = self.platform.kind();
+            crate::observe::board().action(kind, &id, d.kind, &d.result, d.elapsed);
             let w = d.workload.as_deref().unwrap_or("-");
             match d.result {
                 Ok(()) => {
                     if d.kind.changes_workload() {
                         self.memory.change_succeeded(&id);
                         log::info!(
+                            platform = name, connector = id.as_str(), workload = w,
+                            action = d.kind.as_str(), outcome = "ok";
                             "{name}: connector {id}: {} {w} ({}) in {:.1} s",
                             d.kind.past(),
                             d.reason,
                             d.elapsed.as_secs_f64()
                         );
                     } else if d.kind == ActionKind::Report {
-                        log::info!("{name}: connector {id}: reported {}", d.reason);
+                        log::info!(
+                            platform = name, connector = id.as_str(), action = "report", outcome = "ok";
+                            "{name}: connector {id}: reported {}", d.reason
+                        );
                     }
                 }
                 Err(e) if d.kind.changes_workload() => {
@@ -390,6 +417,8 @@ impl Engine {
                         .clone();
                     let wait = b.next_at.duration_since(now).unwrap_or_default();
                     log::error!(
+                        platform = name, connector = id.as_str(), workload = w,
+                        action = d.kind.as_str(), outcome = "error", attempt = b.attempts;
                         "{name}: connector {id}: {} {w} failed (attempt {}, next try in {} s): {e}",
                         d.kind,
                         b.attempts,
@@ -406,7 +435,10 @@ impl Engine {
                         ActionKind::ShipLogs => self.memory.logs_failed(&id),
                         _ => {}
                     }
-                    log::warn!("{name}: connector {id}: {} failed: {e}", d.kind);
+                    log::warn!(
+                        platform = name, connector = id.as_str(), action = d.kind.as_str(), outcome = "error";
+                        "{name}: connector {id}: {} failed: {e}", d.kind
+                    );
                 }
             }
         }
@@ -521,6 +553,7 @@ impl Engine {
         let kind = self.platform.kind();
         let (platform, schedule) = (Arc::clone(&self.platform), self.schedule());
         let shared = Arc::new(alive::Shared::default());
+        crate::observe::board().attach(kind, Arc::clone(&shared));
         let (refused_tx, refused_rx) = bounded::<()>(1);
         let limit = self.options.step_limit;
         let alive_beat = loops.register(&format!("{kind}-alive"), limit);

@@ -32,6 +32,7 @@ pub mod logging;
 pub mod logs;
 pub mod names;
 pub mod notify;
+pub mod observe;
 pub mod orchestrator;
 pub mod platform;
 pub mod pool;

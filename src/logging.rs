@@ -45,12 +45,46 @@ struct Logger {
     file: Option<Mutex<File>>,
 }
 
+/// Structured fields a record may carry (`log::info!(platform = p; "...")`);
+/// anything else is dropped, so a field can never smuggle a value in.
+pub const FIELDS: &[&str] = &[
+    "platform",
+    "connector",
+    "workload",
+    "action",
+    "outcome",
+    "attempt",
+];
+
+/// Collects a record's known fields as JSON values.
+struct Fields(serde_json::Map<String, serde_json::Value>);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        if let Some(name) = FIELDS.iter().find(|f| **f == key.as_str()) {
+            let v = match value.to_u64() {
+                Some(n) => serde_json::Value::from(n),
+                None => serde_json::Value::from(value.to_string()),
+            };
+            self.0.insert((*name).to_string(), v);
+        }
+        Ok(())
+    }
+}
+
 fn json_line(r: &Record, ts: &str) -> String {
-    let line = serde_json::json!({
-        "timestamp": ts, "level": r.level().as_str(), "target": r.target(),
-        "message": r.args().to_string(),
-    });
-    line.to_string()
+    let mut fields = Fields(serde_json::Map::new());
+    let _ = r.key_values().visit(&mut fields);
+    let mut line = fields.0;
+    line.insert("timestamp".into(), ts.into());
+    line.insert("level".into(), r.level().as_str().into());
+    line.insert("target".into(), r.target().into());
+    line.insert("message".into(), r.args().to_string().into());
+    serde_json::Value::Object(line).to_string()
 }
 
 impl Log for Logger {
@@ -168,5 +202,29 @@ mod tests {
         assert_eq!(v["message"], "a \"quoted\"\nline");
         assert_eq!(v["level"], "WARN");
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn known_fields_become_json_fields_and_others_are_dropped() {
+        let kvs: [(&str, log::kv::Value); 4] = [
+            ("platform", "opencti".into()),
+            ("attempt", 3u32.into()),
+            ("outcome", "error".into()),
+            ("token", "s3cret".into()),
+        ];
+        let args = format_args!("opencti: connector c1: deploy failed");
+        let r = Record::builder()
+            .args(args)
+            .level(Level::Error)
+            .target("t")
+            .key_values(&kvs)
+            .build();
+        let line = json_line(&r, "2026-01-01T00:00:00.000Z");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["platform"], "opencti");
+        assert_eq!(v["attempt"], 3);
+        assert_eq!(v["outcome"], "error");
+        assert!(!line.contains("s3cret"), "{line}");
+        assert_eq!(v["message"], "opencti: connector c1: deploy failed");
     }
 }

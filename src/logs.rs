@@ -61,6 +61,7 @@ impl LogJob {
                 unreachable: matches!(e, platform::Error::Transport { .. }),
                 message: format!("shipping logs: {e}"),
             })?;
+        crate::observe::board().shipped(lines.len());
         Ok(lines.len())
     }
 }
@@ -103,12 +104,16 @@ fn ship(job: &LogJob, paused: &mut HashMap<PlatformKind, Instant>, now: Instant)
             // From the end of the failed call: it may have taken a whole timeout.
             paused.insert(kind, Instant::now() + UNREACHABLE_PAUSE);
             log::warn!(
+                platform = kind.as_str(), connector = id.as_str(), action = "logs", outcome = "error";
                 "{kind}: connector {id}: {}; log snapshots for {kind} are dropped for {} s",
                 f.message,
                 UNREACHABLE_PAUSE.as_secs()
             );
         }
-        Err(f) => log::warn!("{kind}: connector {id}: {}", f.message),
+        Err(f) => log::warn!(
+            platform = kind.as_str(), connector = id.as_str(), action = "logs", outcome = "error";
+            "{kind}: connector {id}: {}", f.message
+        ),
     }
 }
 

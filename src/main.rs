@@ -31,10 +31,13 @@ COMMANDS:
     run        reconcile continuously (default)
     plan       list connectors and workloads once, print the actions a cycle would take, change nothing
     check      validate the configuration, load the key, reach each platform and engine; non-zero exit on failure
+    status     ask the running composer (manager.observability.listen) what it does; non-zero when unreachable or unhealthy
     version    print the version, commit and target
 
 OPTIONS:
     --config DIR    configuration folder (default: ./config if it exists, else /etc/xtm-composer)
+    --json          plan, check: one JSON document on stdout
+    --detailed-exitcode  plan: exit 0 when nothing is to change, 2 when changes are planned, 1 on error
     -h, --help      this text
     -V, --version   the version, commit and target
 
@@ -46,19 +49,39 @@ enum Command {
     Run,
     Plan,
     Check,
+    Status,
     Version,
     Help,
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<(Command, Option<PathBuf>), String> {
+/// Output switches of `plan` and `check`.
+#[derive(Default)]
+struct Flags {
+    json: bool,
+    detailed_exitcode: bool,
+}
+
+type Parsed = (Command, Option<PathBuf>, Flags);
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut command = None;
     let mut dir = None;
+    let mut flags = Flags::default();
     let mut args = args.peekable();
     while let Some(a) = args.next() {
         let next = match a.as_str() {
+            "--json" => {
+                flags.json = true;
+                continue;
+            }
+            "--detailed-exitcode" => {
+                flags.detailed_exitcode = true;
+                continue;
+            }
             "run" => Command::Run,
             "plan" => Command::Plan,
             "check" => Command::Check,
+            "status" => Command::Status,
             "version" | "-V" | "--version" => Command::Version,
             "help" | "-h" | "--help" => Command::Help,
             "--config" => {
@@ -75,12 +98,20 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<(Command, Option<Pat
             return Err("more than one command given; see --help".into());
         }
     }
-    Ok((command.unwrap_or(Command::Run), dir))
+    let command = command.unwrap_or(Command::Run);
+    let plan = matches!(command, Command::Plan);
+    if flags.json && !(plan || matches!(command, Command::Check)) {
+        return Err("--json goes with plan or check; see --help".into());
+    }
+    if flags.detailed_exitcode && !plan {
+        return Err("--detailed-exitcode goes with plan; see --help".into());
+    }
+    Ok((command, dir, flags))
 }
 
 fn main() -> ExitCode {
     cli::exit_on_panic();
-    let (command, dir) = match parse_args(std::env::args().skip(1)) {
+    let (command, dir, flags) = match parse_args(std::env::args().skip(1)) {
         Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("xtm-composer: {e}");
@@ -97,8 +128,15 @@ fn main() -> ExitCode {
             println!("xtm-composer {}", xtm_composer::VERSION);
             ExitCode::SUCCESS
         }
-        Command::Check => cli::check(dir.as_deref(), &env),
-        Command::Plan => cli::plan(dir.as_deref(), &env),
+        Command::Check => cli::check(dir.as_deref(), &env, flags.json),
+        Command::Plan => {
+            let out = cli::PlanOutput {
+                json: flags.json,
+                detailed_exitcode: flags.detailed_exitcode,
+            };
+            cli::plan(dir.as_deref(), &env, out)
+        }
+        Command::Status => cli::status(dir.as_deref(), &env),
         Command::Run => cli::run(dir.as_deref(), &env, Arc::new(|| {})),
     }
 }

@@ -1214,6 +1214,7 @@ fn the_shipped_manifests_pass_the_official_schemas_and_kubectl() {
         "role.yaml",
         "rolebinding.yaml",
         "deployment.yaml",
+        "service.yaml",
         "secret.example.yaml",
     ]
     .iter()
@@ -1235,7 +1236,13 @@ fn the_shipped_manifests_pass_the_official_schemas_and_kubectl() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for kind in ["ServiceAccount", "Role", "RoleBinding", "Deployment"] {
+    for kind in [
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+    ] {
         assert!(
             text.contains(&format!("kind: {kind}\n")),
             "{kind} missing:\n{text}"

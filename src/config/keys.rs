@@ -83,6 +83,8 @@ pub(crate) const MANAGER: &[Key] = &[
     key("name_prefix", Str),
     key("removal_grace", UInt),
     key("crash_loop.stop_after", UInt),
+    key("observability.listen", Str),
+    key("observability.stale_after", UInt),
 ];
 
 /// `{p}.*`, the same for `opencti` and `openaev`.
@@ -716,6 +718,7 @@ mod tests {
             (Str, "host") => ["tcp://127.0.0.1:2375", "unix:///run/docker.sock"],
             (Str, "restart_condition") => ["any", "none"],
             (Str, "base_deployment_json") => ["{\"a\": 1}", "{\"a\": 2}"],
+            (Str, "listen") => ["127.0.0.1:9464", "[::1]:9465"],
             // Named files are checked at load: PEM that exists (inline for CAs).
             (Str, "ca_file") => [
                 "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n",

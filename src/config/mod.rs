@@ -97,6 +97,19 @@ pub struct Manager {
     pub removal_grace: u64,
     /// Ours: `manager.crash_loop.*`.
     pub crash_loop: CrashLoop,
+    /// Ours: `manager.observability.*`.
+    pub observability: Observability,
+}
+
+/// `manager.observability.*` (ours): the read-only HTTP listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Observability {
+    /// `host:port` of `/healthz`, `/readyz`, `/metrics`, `/status`; unset = no listener.
+    pub listen: Option<String>,
+    /// Seconds a loop may stay silent before `/healthz` names it stuck;
+    /// unset = the platform's connect + request timeout + 150 s.
+    pub stale_after: Option<u64>,
 }
 
 /// `manager.crash_loop.*` (ours): what to do with a workload in a reboot loop.
@@ -123,6 +136,7 @@ impl Default for Manager {
             name_prefix: None,
             removal_grace: 60,
             crash_loop: CrashLoop::default(),
+            observability: Observability::default(),
         }
     }
 }

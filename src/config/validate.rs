@@ -161,6 +161,19 @@ fn check_manager(m: &Manager, f: &mut Findings) {
             &format!("must be from 1 to {MAX_PARALLEL} (one worker thread each)"),
         );
     }
+    if let Some(listen) = &m.observability.listen
+        && listen.parse::<std::net::SocketAddr>().is_err()
+    {
+        let why = "must be an IP address and port, e.g. 127.0.0.1:9464";
+        f.error("manager.observability.listen", Some(listen), why);
+    }
+    if m.observability.stale_after == Some(0) {
+        f.error(
+            "manager.observability.stale_after",
+            Some("0"),
+            "must be at least 1 (seconds)",
+        );
+    }
     f.one_of("manager.logger.level", &m.logger.level, &LEVELS);
     f.one_of("manager.logger.format", &m.logger.format, &FORMATS);
     check_logger(m, f);
