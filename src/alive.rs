@@ -95,10 +95,7 @@ pub struct Next {
 
 /// The delay before retry number `failures` (≥ 1): 2 s, 4 s, 8 s … up to the ping period.
 pub fn retry_delay(failures: u32, ping_every: Duration) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    RETRY_FIRST
-        .saturating_mul(1u32 << doublings)
-        .min(ping_every.max(RETRY_FIRST))
+    crate::time::doubling(RETRY_FIRST, failures, ping_every.max(RETRY_FIRST))
 }
 
 /// The first call of a fresh state machine.

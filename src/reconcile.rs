@@ -169,10 +169,7 @@ pub struct Backoff {
 
 /// The delay after `attempts` failures: 10 s, 20 s, 40 s … 300 s.
 pub fn backoff_delay(attempts: u32) -> Duration {
-    let doublings = attempts.saturating_sub(1).min(16);
-    BACKOFF_FIRST
-        .saturating_mul(1u32 << doublings)
-        .min(BACKOFF_CAP)
+    crate::time::doubling(BACKOFF_FIRST, attempts, BACKOFF_CAP)
 }
 
 /// What the planner remembers between cycles: per-connector timers (D1),

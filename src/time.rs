@@ -1,6 +1,7 @@
 //! RFC 3339 instants without a date crate: format a `SystemTime` as UTC with `Z`
 //! and parse the forms Docker, Kubernetes and Swarm emit (fractional seconds,
-//! `Z` or `±hh:mm`). Health reports need both (CONTRACT §2.4, §8.4).
+//! `Z` or `±hh:mm`). Health reports need both (CONTRACT §2.4, §8.4). Also the
+//! one retry schedule every loop uses: doubling from a first delay, capped.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +27,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+/// The delay before attempt `attempt` (1, 2, 3 …) of something that keeps
+/// failing: `first`, then doubled each time, never more than `cap`.
+pub fn doubling(first: Duration, attempt: u32, cap: Duration) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(16);
+    first.saturating_mul(1u32 << doublings).min(cap)
 }
 
 /// Formats as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC). Times before 1970 print as the epoch.

@@ -7,6 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::k8s_api::{COMPOSER_USER, Fault, K8sApi, PodMode};
@@ -1266,4 +1268,304 @@ fn the_schema_fixtures_are_those_of_the_pypi_package() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `k.follow` on its own thread, counting wakes; stops when dropped.
+struct Following {
+    wakes: Arc<AtomicUsize>,
+    _stop: crossbeam_channel::Sender<()>,
+}
+
+fn follow(k: &Arc<Kubernetes>, server: &K8sApi) -> Following {
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let (k, w) = (Arc::clone(k), Arc::clone(&wakes));
+    std::thread::spawn(move || {
+        let wake = move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        };
+        assert!(
+            k.follow(&wake, &stop_rx),
+            "Kubernetes offers a change stream"
+        );
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.count("watch", "deployments") == 0 || server.count("watch", "pods") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no watch after 10 s: {:?}",
+            server.seen()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The watch request is recorded as it starts streaming; its first read follows.
+    std::thread::sleep(Duration::from_millis(200));
+    Following {
+        wakes,
+        _stop: stop_tx,
+    }
+}
+
+/// Requests other than the watches themselves.
+fn requests_besides_watches(server: &K8sApi) -> Vec<String> {
+    server
+        .seen()
+        .iter()
+        .filter(|r| !r.query.contains("watch=1"))
+        .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+        .collect()
+}
+
+/// Polls `check` every 20 ms for up to `limit`; returns how long it took.
+fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while !check() {
+        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.elapsed()
+}
+
+#[test]
+fn watched_an_idle_list_asks_nothing_and_a_pod_deleted_or_crashing_shows_at_once() {
+    let server = K8sApi::start();
+    let k = Arc::new(orchestrator(&server, "watch-idle", &settings()));
+    let unwatched = orchestrator(&server, "watch-truth", &settings());
+    for name in ["c1", "c2", "c3"] {
+        k.deploy(&spec(name, "h1", true)).unwrap();
+    }
+    k.stop("c3").unwrap();
+    let following = follow(&k, &server);
+
+    server.clear_seen();
+    for _ in 0..10 {
+        let copy = k.list().unwrap();
+        assert_eq!(
+            copy,
+            unwatched.list().unwrap(),
+            "the copy is what a listing says"
+        );
+    }
+    let asked = requests_besides_watches(&server);
+    assert_eq!(
+        asked.len(),
+        20,
+        "only the unwatched orchestrator listed: {asked:?}"
+    );
+    server.clear_seen();
+    assert_eq!(k.list().unwrap().len(), 3);
+    assert_eq!(requests_besides_watches(&server), Vec::<String>::new());
+
+    // A crash behind the composer's back: seen through the pod watch, no listing.
+    let wakes = following.wakes.load(Ordering::SeqCst);
+    server.set_mode("c1", PodMode::CrashLoop);
+    within(Duration::from_secs(2), "a wake for the crash", || {
+        following.wakes.load(Ordering::SeqCst) > wakes
+    });
+    within(Duration::from_secs(2), "the crash in the copy", || {
+        let w = k.list().unwrap();
+        find(&w, "c1").waiting_reason.as_deref() == Some("CrashLoopBackOff")
+    });
+
+    // A pod deleted: its successor (a later start) is in the copy at once.
+    std::thread::sleep(Duration::from_millis(1100)); // start times have 1 s resolution
+    let before = find(&k.list().unwrap(), "c2").started_at.clone();
+    let pod = server
+        .pods()
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+        .find(|n| n.starts_with("c2-"))
+        .unwrap();
+    assert!(server.delete_pod(&pod));
+    let took = within(Duration::from_secs(2), "the new pod in the copy", || {
+        find(&k.list().unwrap(), "c2").started_at != before
+    });
+    eprintln!("pod deleted → new pod in the copy: {took:?}");
+    // (A listing ages crash loops in the test server, so compare the others.)
+    let (copy, truth) = (k.list().unwrap(), unwatched.list().unwrap());
+    assert_eq!(find(&copy, "c2"), find(&truth, "c2"));
+    assert_eq!(find(&copy, "c3"), find(&truth, "c3"));
+    server.clear_seen();
+    k.list().unwrap();
+    assert_eq!(requests_besides_watches(&server), Vec::<String>::new());
+    server.assert_clean();
+}
+
+#[test]
+fn a_410_gone_on_a_watch_relists_each_resource_once() {
+    let server = K8sApi::start();
+    let k = Arc::new(orchestrator(&server, "watch-410", &settings()));
+    k.deploy(&spec("otx", "h1", true)).unwrap();
+    let following = follow(&k, &server);
+    server.clear_seen();
+    let wakes = following.wakes.load(Ordering::SeqCst);
+    server.expire_watches();
+    within(Duration::from_secs(3), "a relist of both", || {
+        server.count("list", "deployments") == 1 && server.count("list", "pods") == 1
+    });
+    within(Duration::from_secs(2), "watches resumed", || {
+        server.count("watch", "deployments") == 1 && server.count("watch", "pods") == 1
+    });
+    assert!(
+        following.wakes.load(Ordering::SeqCst) > wakes,
+        "a relist wakes the loop"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        (
+            server.count("list", "deployments"),
+            server.count("list", "pods")
+        ),
+        (1, 1),
+        "one relist each: {:?}",
+        requests_besides_watches(&server)
+    );
+    // The copy serves again, and a change after the relist arrives by watch.
+    server.clear_seen();
+    k.stop("otx").unwrap();
+    within(Duration::from_secs(2), "the stop in the copy", || {
+        find(&k.list().unwrap(), "otx").state == WorkloadState::Stopped
+    });
+    let lists = server.count("list", "deployments") + server.count("list", "pods");
+    assert_eq!(lists, 0, "{:?}", requests_besides_watches(&server));
+    server.assert_clean();
+}
+
+#[test]
+fn without_the_watch_verb_the_copy_is_never_trusted_and_cycles_list() {
+    // A Role without `watch` (an older manifest): every watch is refused, and
+    // lists keep working as before.
+    let server = K8sApi::start();
+    server.deny_watch();
+    let k = Arc::new(orchestrator(&server, "watch-denied", &settings()));
+    k.deploy(&spec("otx", "h1", true)).unwrap();
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let k2 = Arc::clone(&k);
+    std::thread::spawn(move || k2.follow(&|| {}, &stop_rx));
+    within(Duration::from_secs(5), "a refused watch", || {
+        !server.forbidden().is_empty()
+    });
+    server.clear_seen();
+    for _ in 0..3 {
+        assert_eq!(k.list().unwrap().len(), 1);
+    }
+    // Each call listed (the follower may have relisted once more meanwhile).
+    assert!(
+        server.count("list", "deployments") >= 3,
+        "{:?}",
+        server.seen()
+    );
+    assert!(server.count("list", "pods") >= 3);
+    drop(stop_tx);
+}
+
+/// `kubectl get <resource> --watch -o json --output-watch-events` as the admin;
+/// `kubectl_events` stops it and reads what it printed.
+fn kubectl_watch(kc: &Path, resource: &str) -> std::process::Child {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args([
+            "get",
+            resource,
+            "--watch",
+            "-o",
+            "json",
+            "--output-watch-events",
+        ])
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl is installed (v1.32)")
+}
+
+fn kubectl_events(mut child: std::process::Child) -> Vec<(String, String, String)> {
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::Deserializer::from_str(&text)
+        .into_iter::<Value>()
+        .map(|v| {
+            let v = v.unwrap_or_else(|e| panic!("kubectl printed {text}: {e}"));
+            (
+                v["type"].as_str().unwrap_or("").to_string(),
+                v["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                v["object"]["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_real_kubectl_follows_the_watch_streams_of_deployments_and_pods() {
+    let server = K8sApi::start();
+    let k = orchestrator(&server, "watch-kubectl", &settings());
+    k.deploy(&spec("otx", "h1", true)).unwrap();
+    let dir = tempdir("watch-kubectl");
+    let admin = server.kubeconfig_admin(&dir);
+    let deployments = kubectl_watch(&admin, "deployments");
+    let pods = kubectl_watch(&admin, "pods");
+    within(Duration::from_secs(10), "kubectl watching", || {
+        server.count("watch", "deployments") == 1 && server.count("watch", "pods") == 1
+    });
+    let from = server.watch_events().len();
+    k.stop("otx").unwrap(); // replicas 0: the pod terminates and goes
+    std::thread::sleep(Duration::from_millis(1500));
+    k.start("otx").unwrap(); // a new pod
+    let (ok, _, err) = kubectl(
+        &admin,
+        &["delete", "pod", "--wait=false", &{
+            let p = server.pods();
+            p.iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .find_map(|p| p["metadata"]["name"].as_str().map(String::from))
+                .unwrap()
+        }],
+    );
+    assert!(ok, "kubectl delete pod: {err}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let served: Vec<(String, String, String)> = server.watch_events()[from..].to_vec();
+    let printed_d = kubectl_events(deployments);
+    let printed_p = kubectl_events(pods);
+
+    // kubectl prints the listing first (ADDED), then every event the server sent,
+    // in order, each with its resourceVersion.
+    for (resource, printed) in [("deployments", &printed_d), ("pods", &printed_p)] {
+        let expected: Vec<(String, String)> = served
+            .iter()
+            .filter(|(_, r, _)| r == resource)
+            .map(|(t, _, n)| (t.clone(), n.clone()))
+            .collect();
+        let got: Vec<(String, String)> = printed
+            .iter()
+            .map(|(t, n, _)| (t.clone(), n.clone()))
+            .collect();
+        assert!(!expected.is_empty(), "the server sent {resource} events");
+        assert!(
+            got.ends_with(&expected),
+            "kubectl printed {printed:?} for {resource}; the server sent {expected:?}"
+        );
+        assert!(printed.iter().all(|(_, _, rv)| !rv.is_empty()));
+    }
+    let kinds: Vec<&str> = printed_p.iter().map(|(t, _, _)| t.as_str()).collect();
+    for kind in ["ADDED", "MODIFIED", "DELETED"] {
+        assert!(
+            kinds.contains(&kind),
+            "no {kind} pod event in {printed_p:?}"
+        );
+    }
+    assert!(
+        printed_d
+            .iter()
+            .any(|(t, n, _)| t == "MODIFIED" && n == "otx"),
+        "{printed_d:?}"
+    );
+    server.assert_clean();
 }

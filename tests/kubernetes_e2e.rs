@@ -585,3 +585,95 @@ fn the_binary_runs_ten_connectors_on_kubernetes_and_survives_api_server_faults()
     );
     server.assert_clean();
 }
+
+/// Every request that writes a Deployment.
+fn writes(server: &K8sApi) -> Vec<String> {
+    server
+        .seen()
+        .iter()
+        .filter(|r| r.path.contains("/deployments") && r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[test]
+fn watched_idle_cycles_list_nothing_a_deleted_pod_is_reported_within_2_s_and_410_relists_once() {
+    let manager = format!("k8s-watch-{}", std::process::id());
+    let dir = tempdir("watch");
+    let server = K8sApi::start();
+    let fake = FakeOpenCti::start(TOKEN);
+    fake.set_version("6.8.0");
+    fake.set_connectors(connectors().into_iter().take(3).collect());
+    let kubeconfig = server.kubeconfig_token(&dir);
+    let (config, env) = composer_config(&dir, Some(&kubeconfig), &fake.url(), &manager);
+    let mut composer = Composer::start(&config, &env);
+    wait_for(
+        &mut composer,
+        (&server, &fake),
+        "3 connectors reported",
+        || {
+            fake.current_status("c0").as_deref() == Some("started")
+                && fake.current_status("c1").as_deref() == Some("started")
+                && fake.current_status("c2").as_deref() == Some("stopped")
+                && server.count("watch", "deployments") > 0
+                && server.count("watch", "pods") > 0
+        },
+    );
+
+    // Idle: cycles every second, logs shipped, and no listing at all.
+    std::thread::sleep(Duration::from_secs(2));
+    server.clear_seen();
+    std::thread::sleep(Duration::from_secs(10));
+    let (lists, logs) = (
+        server.count("list", "deployments") + server.count("list", "pods"),
+        server
+            .seen()
+            .iter()
+            .filter(|r| r.path.ends_with("/log"))
+            .count(),
+    );
+    assert_eq!(lists, 0, "lists in 10 idle cycles: {:?}", server.seen());
+    assert!(logs >= 10, "logs keep being shipped: {logs} reads");
+    assert_eq!(writes(&server), Vec::<String>::new());
+
+    // A pod deleted behind the composer's back: its successor's start is reported.
+    let reports = fake.health_reports("c0");
+    let pod = server
+        .pods()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+        .find(|n| n.starts_with("connector-0-"))
+        .expect("connector-0 has a live pod");
+    let t = Instant::now();
+    assert!(server.delete_pod(&pod));
+    while fake.health_reports("c0") == reports {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "the new pod of connector-0 was not reported within 2 s:\n{}",
+            composer.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("pod deleted → health reported: {:?}", t.elapsed());
+    let health = fake.health("c0").unwrap();
+    assert_eq!(health["restart_count"], json!(0), "{health}");
+
+    // 410 Gone: one relist of each resource, and no action repeated.
+    server.clear_seen();
+    server.expire_watches();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        (
+            server.count("list", "deployments"),
+            server.count("list", "pods")
+        ),
+        (1, 1),
+        "{:?}",
+        server.seen()
+    );
+    assert_eq!(writes(&server), Vec::<String>::new());
+    assert_eq!(fake.current_status("c0").as_deref(), Some("started"));
+    server.assert_clean();
+    assert!(composer.stop().success());
+}

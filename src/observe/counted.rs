@@ -55,7 +55,7 @@ impl Orchestrator for Counted {
     fn logs(&self, name: &str, tail: u32) -> Result<Vec<String>, Error> {
         self.count("logs", self.inner.logs(name, tail))
     }
-    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+    fn follow(&self, wake: &(dyn Fn() + Sync), stop: &crossbeam_channel::Receiver<()>) -> bool {
         self.inner.follow(wake, stop)
     }
 }

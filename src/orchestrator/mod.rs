@@ -186,7 +186,7 @@ pub trait Orchestrator: Send + Sync {
     /// whenever a workload of this manager may have changed, and after a
     /// reconnect (events of an outage are lost). Returns `false` at once when
     /// the engine offers no stream: polling is then all there is.
-    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+    fn follow(&self, wake: &(dyn Fn() + Sync), stop: &crossbeam_channel::Receiver<()>) -> bool {
         let _ = (wake, stop);
         false
     }

@@ -205,7 +205,7 @@ impl Orchestrator for Portainer {
     }
 
     /// Portainer proxies the engine's `/events` like every other endpoint.
-    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+    fn follow(&self, wake: &(dyn Fn() + Sync), stop: &crossbeam_channel::Receiver<()>) -> bool {
         self.docker.follow(wake, stop)
     }
 }

@@ -5,7 +5,11 @@
 //! Deployment with replicas > 0 (running, crash-looping or failing to pull); the
 //! Role of `packaging/kubernetes/role.yaml` enforced on the composer's identity
 //! (403 otherwise); every object written validated against the official v1.32 JSON
-//! schemas in `tests/fixtures/k8s-schemas/`. Checked by the real `kubectl`.
+//! schemas in `tests/fixtures/k8s-schemas/`. Watches of Deployments and pods stream
+//! every change as chunked JSON events, with bookmarks and `410 Gone` for a
+//! resourceVersion that history no longer holds; a controller thread ages pods
+//! (terminating pods go, crash loops restart) so watchers see change without
+//! listing. Checked by the real `kubectl`, lists and watches alike.
 #![allow(dead_code)] // each test binary uses a different part of it
 
 use std::collections::BTreeMap;
@@ -63,6 +67,29 @@ struct PodRec {
     template_hash: String,
     /// Set when terminating: how many more pod listings still show it.
     lists_left: Option<u32>,
+    /// When it started terminating: the controller removes it a moment later.
+    deleted_at: Option<Instant>,
+    /// When a crash-looping container last restarted (the controller's clock).
+    restarted_at: Instant,
+}
+
+/// One change of a Deployment or pod, as watchers receive it.
+struct WatchEvent {
+    rv: u64,
+    resource: &'static str,
+    kind: &'static str,
+    obj: Value,
+}
+
+/// A watch request, streamed by `serve_connection` after the handler ran.
+#[derive(Debug, Clone)]
+struct WatchReq {
+    resource: &'static str,
+    selector: String,
+    /// `None`: start with the current objects as ADDED events.
+    from: Option<u64>,
+    timeout: Duration,
+    bookmarks: bool,
 }
 
 struct State {
@@ -78,6 +105,20 @@ struct State {
     seen: Vec<Seen>,
     schema_errors: Vec<String>,
     forbidden: Vec<String>,
+    /// Watch history, in resourceVersion order.
+    events: Vec<WatchEvent>,
+    /// The resourceVersion of the last event.
+    emitted: u64,
+    /// What watchers last saw of each Deployment and pod (`publish` diffs against it).
+    published: BTreeMap<(&'static str, String), Value>,
+    /// A watch from a resourceVersion below this gets `410 Gone`.
+    compacted: u64,
+    /// Bumped by `expire_watches`: open streams end with a 410 ERROR event.
+    epoch: u64,
+    /// How often a watch that asked for bookmarks gets one.
+    bookmark_every: Duration,
+    /// How long a crash-looping container waits between restarts.
+    crash_every: Duration,
 }
 
 struct Rule {
@@ -96,6 +137,8 @@ struct Shared {
     state: Mutex<State>,
     stop: AtomicBool,
     streams: Mutex<Vec<TcpStream>>,
+    /// Set by `deny_watch`: the composer's Role as it was before it had `watch`.
+    deny_watch: AtomicBool,
 }
 
 /// The running server. Dropping it stops it.
@@ -249,12 +292,22 @@ impl K8sApi {
                 seen: Vec::new(),
                 schema_errors: Vec::new(),
                 forbidden: Vec::new(),
+                events: Vec::new(),
+                emitted: 1000,
+                published: BTreeMap::new(),
+                compacted: 0,
+                epoch: 0,
+                bookmark_every: Duration::from_secs(1),
+                crash_every: Duration::from_secs(3),
             }),
             stop: AtomicBool::new(false),
             streams: Mutex::new(Vec::new()),
+            deny_watch: AtomicBool::new(false),
         });
         let s = Arc::clone(&shared);
         let accept = std::thread::spawn(move || accept_loop(listener, tls, s));
+        let s = Arc::clone(&shared);
+        std::thread::spawn(move || controller(&s));
         K8sApi {
             url: format!("https://127.0.0.1:{}", addr.port()),
             port: addr.port(),
@@ -308,6 +361,51 @@ impl K8sApi {
 
     pub fn set_log_lines(&self, n: usize) {
         self.state().log_lines = n;
+    }
+
+    /// Deletes a pod as an admin would (`kubectl delete pod`): it terminates and
+    /// its ReplicaSet makes a new one at once.
+    pub fn delete_pod(&self, name: &str) -> bool {
+        let mut st = self.state();
+        let ns = self.namespace.clone();
+        let deleted = delete_pod(&mut st, &ns, name);
+        publish(&mut st);
+        deleted
+    }
+
+    /// Takes `watch` out of the composer's Role (a cluster with an older manifest).
+    pub fn deny_watch(&self) {
+        self.shared.deny_watch.store(true, Ordering::SeqCst);
+    }
+
+    /// Compacts the watch history and ends every open watch with `410 Gone`,
+    /// as an API server does when its watch cache moves past a watcher.
+    pub fn expire_watches(&self) {
+        let mut st = self.state();
+        publish(&mut st);
+        st.compacted = st.emitted + 1;
+        st.events.clear();
+        st.epoch += 1;
+    }
+
+    /// Watch events so far (`(type, resource, name)`), oldest first.
+    pub fn watch_events(&self) -> Vec<(String, String, String)> {
+        let st = self.state();
+        st.events
+            .iter()
+            .map(|e| {
+                let name = e.obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+                (e.kind.to_string(), e.resource.to_string(), name)
+            })
+            .collect()
+    }
+
+    /// Requests of `verb` (`list`, `watch`, `create` …) on `resource` so far.
+    pub fn count(&self, verb: &str, resource: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| seen_verb(s) == verb && s.path.ends_with(&format!("/{resource}")))
+            .count()
     }
 
     /// Every request so far.
@@ -506,6 +604,8 @@ struct HttpResponse {
     code: u16,
     content_type: &'static str,
     body: Vec<u8>,
+    /// A watch to stream instead of `body`.
+    watch: Option<Box<WatchReq>>,
 }
 
 fn serve_connection(tcp: TcpStream, tls: Arc<rustls::ServerConfig>, shared: Arc<Shared>) {
@@ -535,6 +635,11 @@ fn serve_connection(tcp: TcpStream, tls: Arc<rustls::ServerConfig>, shared: Arc<
             .get("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let resp = handle(&shared, &req, cert_user.as_deref());
+        if let Some(w) = &resp.watch {
+            // A watch ends its connection (the client reconnects for the next one).
+            let _ = stream_watch(reader.get_mut(), &shared, w);
+            return;
+        }
         let reason = reason_phrase(resp.code);
         let head = format!(
             "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nAudit-Id: test\r\n\r\n",
@@ -650,6 +755,7 @@ fn json_resp(code: u16, v: &Value) -> HttpResponse {
         code,
         content_type: "application/json",
         body: serde_json::to_vec(v).unwrap(),
+        watch: None,
     }
 }
 
@@ -720,6 +826,9 @@ fn allowed(shared: &Shared, t: &Target, verb: &str) -> bool {
         Some(s) => format!("{}/{s}", t.resource),
         None => t.resource.to_string(),
     };
+    if verb == "watch" && shared.deny_watch.load(Ordering::SeqCst) {
+        return false;
+    }
     t.namespace == shared.namespace
         && shared.role.iter().any(|r| {
             r.groups.iter().any(|g| g == t.group || g == "*")
@@ -755,6 +864,7 @@ fn handle(shared: &Shared, req: &HttpRequest, cert_user: Option<&str>) -> HttpRe
     let user = authenticate(shared, req, cert_user);
     let resp = route(shared, req, user.as_deref());
     let mut st = shared.state.lock().unwrap();
+    publish(&mut st);
     st.seen.push(Seen {
         method: req.method.clone(),
         path: req.path.clone(),
@@ -821,6 +931,9 @@ fn route(shared: &Shared, req: &HttpRequest, user: Option<&str>) -> HttpResponse
             }
             return status(503, "ServiceUnavailable", "injected hang", "", t.resource);
         }
+    }
+    if verb == "watch" {
+        return watch_request(shared, req, &t);
     }
     let mut st = shared.state.lock().unwrap();
     match t.resource {
@@ -1495,6 +1608,19 @@ fn pods(st: &mut State, req: &HttpRequest, t: &Target, verb: &str) -> HttpRespon
             ),
         },
         ("get", Some("log")) => pod_log(st, req, &name),
+        ("delete", None) => match st.pods.get(&name).map(|p| p.obj.clone()) {
+            Some(obj) => {
+                delete_pod(st, &t.namespace, &name);
+                json_resp(200, &obj)
+            }
+            None => status(
+                404,
+                "NotFound",
+                &format!("pods \"{name}\" not found"),
+                &name,
+                "pods",
+            ),
+        },
         _ => status(405, "MethodNotAllowed", "method not allowed", &name, "pods"),
     }
 }
@@ -1562,6 +1688,7 @@ fn pod_log(st: &State, req: &HttpRequest, name: &str) -> HttpResponse {
         code: 200,
         content_type: "text/plain",
         body: text.into_bytes(),
+        watch: None,
     }
 }
 
@@ -1636,11 +1763,7 @@ fn reconcile(st: &mut State, ns: &str, name: &str) {
     {
         match &want {
             Some((true, h)) if *h == p.template_hash => live = true,
-            _ => {
-                p.lists_left = Some(1);
-                p.obj["metadata"]["deletionTimestamp"] = json!(now);
-                p.obj["metadata"]["deletionGracePeriodSeconds"] = json!(30);
-            }
+            _ => terminate(p, &now),
         }
     }
     let (Some(d), Some((true, hash))) = (d, want) else {
@@ -1682,6 +1805,8 @@ fn reconcile(st: &mut State, ns: &str, name: &str) {
                 owner: name.to_string(),
                 template_hash: hash,
                 lists_left: None,
+                deleted_at: None,
+                restarted_at: Instant::now(),
             },
         );
     }
@@ -1793,4 +1918,299 @@ fn update_status(st: &mut State, name: &str) {
         status["unavailableReplicas"] = json!(total - ready);
     }
     d["status"] = status;
+}
+
+/// Marks a pod terminating: listed once more, removed by the controller soon after.
+fn terminate(p: &mut PodRec, now: &str) {
+    p.lists_left = Some(1);
+    p.deleted_at = Some(Instant::now());
+    p.obj["metadata"]["deletionTimestamp"] = json!(now);
+    p.obj["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+}
+
+/// A pod deleted by someone: it terminates and its owner gets a new one.
+fn delete_pod(st: &mut State, ns: &str, name: &str) -> bool {
+    let now = now();
+    let Some(p) = st.pods.get_mut(name) else {
+        return false;
+    };
+    if p.lists_left.is_none() {
+        terminate(p, &now);
+    }
+    let owner = p.owner.clone();
+    reconcile(st, ns, &owner);
+    true
+}
+
+/// Kubelet and garbage collector on a clock, for watchers that never list:
+/// terminating pods go after a second, crash loops restart every `crash_every`.
+fn controller(shared: &Shared) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut st = shared.state.lock().unwrap();
+        st.pods.retain(|_, p| {
+            p.deleted_at
+                .is_none_or(|t| t.elapsed() < Duration::from_secs(1))
+        });
+        let every = st.crash_every;
+        for p in st.pods.values_mut() {
+            if p.lists_left.is_some() || p.restarted_at.elapsed() < every {
+                continue;
+            }
+            for c in p.obj["status"]["containerStatuses"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                if c["state"]["waiting"]["reason"] == "CrashLoopBackOff" {
+                    c["restartCount"] = json!(c["restartCount"].as_u64().unwrap_or(0) + 1);
+                    c["lastState"]["terminated"]["startedAt"] = json!(now());
+                    c["lastState"]["terminated"]["finishedAt"] = json!(now());
+                }
+            }
+            p.restarted_at = Instant::now();
+        }
+        publish(&mut st);
+    }
+}
+
+/// Turns what changed since the last call into watch events: every Deployment
+/// and pod that differs from what watchers last saw (a changed object keeps the
+/// resourceVersion its write gave it, or gets a new one), and every one gone.
+fn publish(st: &mut State) {
+    let mut current: BTreeMap<(&'static str, String), Value> = BTreeMap::new();
+    for (n, d) in &st.deployments {
+        current.insert(("deployments", n.clone()), d.clone());
+    }
+    for (n, p) in &st.pods {
+        current.insert(("pods", n.clone()), p.obj.clone());
+    }
+    let mut out: Vec<WatchEvent> = Vec::new();
+    for (key, obj) in &current {
+        let old = st.published.get(key);
+        if old == Some(obj) {
+            continue;
+        }
+        let own: u64 = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        let same_rv = old.is_some_and(|o| {
+            o["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+        });
+        let rv = if own <= st.emitted || same_rv {
+            st.rv += 1;
+            st.rv
+        } else {
+            own
+        };
+        let kind = if old.is_some() { "MODIFIED" } else { "ADDED" };
+        out.push(WatchEvent {
+            rv,
+            resource: key.0,
+            kind,
+            obj: obj.clone(),
+        });
+    }
+    for (key, old) in &st.published {
+        if !current.contains_key(key) {
+            st.rv += 1;
+            out.push(WatchEvent {
+                rv: st.rv,
+                resource: key.0,
+                kind: "DELETED",
+                obj: old.clone(),
+            });
+        }
+    }
+    out.sort_by_key(|e| e.rv);
+    for e in &mut out {
+        let rv = json!(e.rv.to_string());
+        e.obj["metadata"]["resourceVersion"] = rv.clone();
+        let name = e.obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let stored = match e.resource {
+            "deployments" => st.deployments.get_mut(&name),
+            _ => st.pods.get_mut(&name).map(|p| &mut p.obj),
+        };
+        if let Some(o) = stored {
+            o["metadata"]["resourceVersion"] = rv;
+        }
+        if e.kind != "DELETED" {
+            current.insert((e.resource, name), e.obj.clone());
+        }
+    }
+    if let Some(last) = out.last() {
+        st.emitted = last.rv;
+    }
+    st.events.extend(out);
+    // A bounded history, as an API server's watch cache.
+    if st.events.len() > 20_000 {
+        let cut = st.events.len() - 10_000;
+        st.compacted = st.events[cut - 1].rv + 1;
+        st.events.drain(..cut);
+    }
+    st.published = current;
+}
+
+/// `?watch=1`: checked like a list, answered by streaming.
+fn watch_request(shared: &Shared, req: &HttpRequest, t: &Target) -> HttpResponse {
+    if t.namespace != shared.namespace || t.name.is_some() || t.resource == "secrets" {
+        return status(
+            405,
+            "MethodNotAllowed",
+            "watch not served here",
+            "",
+            t.resource,
+        );
+    }
+    let from = match req.query.get("resourceVersion").map(String::as_str) {
+        None | Some("" | "0") => None,
+        Some(rv) => match rv.parse() {
+            Ok(rv) => Some(rv),
+            Err(_) => {
+                return status(
+                    400,
+                    "BadRequest",
+                    &format!("invalid resource version: {rv}"),
+                    "",
+                    t.resource,
+                );
+            }
+        },
+    };
+    let timeout = req
+        .query
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(1800), Duration::from_secs);
+    HttpResponse {
+        code: 200,
+        content_type: "application/json",
+        body: Vec::new(),
+        watch: Some(Box::new(WatchReq {
+            resource: t.resource,
+            selector: req.query.get("labelSelector").cloned().unwrap_or_default(),
+            from,
+            timeout,
+            bookmarks: req
+                .query
+                .get("allowWatchBookmarks")
+                .is_some_and(|b| b == "true" || b == "1"),
+        })),
+    }
+}
+
+fn chunk(w: &mut impl Write, line: &Value) -> std::io::Result<()> {
+    let mut data = serde_json::to_vec(line).unwrap();
+    data.push(b'\n');
+    write!(w, "{:x}\r\n", data.len())?;
+    w.write_all(&data)?;
+    w.write_all(b"\r\n")
+}
+
+fn gone(from: u64, oldest: u64) -> Value {
+    json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": format!("too old resource version: {from} ({oldest})"),
+        "reason": "Expired", "code": 410}})
+}
+
+/// Streams a watch as the API server does: `Transfer-Encoding: chunked`, one
+/// JSON event per line, until `timeoutSeconds`, the server stopping, or an
+/// expiry (a `410 Gone` ERROR event).
+fn stream_watch(w: &mut impl Write, shared: &Shared, req: &WatchReq) -> std::io::Result<()> {
+    let (api, kind) = match req.resource {
+        "deployments" => ("apps/v1", "Deployment"),
+        _ => ("v1", "Pod"),
+    };
+    w.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nAudit-Id: test\r\n\r\n",
+    )?;
+    let matches =
+        |obj: &Value| selector_matches(&req.selector, &labels_of(&obj["metadata"]["labels"]));
+    let start = Instant::now();
+    let (mut cursor, epoch) = {
+        let mut st = shared.state.lock().unwrap();
+        publish(&mut st);
+        match req.from {
+            Some(rv) if rv < st.compacted => {
+                let oldest = st.compacted;
+                drop(st);
+                chunk(w, &gone(rv, oldest))?;
+                w.write_all(b"0\r\n\r\n")?;
+                return w.flush();
+            }
+            Some(rv) => (rv, st.epoch),
+            None => {
+                let initial: Vec<Value> = st
+                    .published
+                    .iter()
+                    .filter(|((r, _), o)| *r == req.resource && matches(o))
+                    .map(|(_, o)| json!({"type": "ADDED", "object": o}))
+                    .collect();
+                let at = (st.emitted, st.epoch);
+                drop(st);
+                for e in &initial {
+                    chunk(w, e)?;
+                }
+                at
+            }
+        }
+    };
+    w.flush()?;
+    let mut last_bookmark = Instant::now();
+    while !shared.stop.load(Ordering::SeqCst) && start.elapsed() < req.timeout {
+        let (batch, expired, bookmark) = {
+            let st = shared.state.lock().unwrap();
+            let expired = (st.epoch != epoch).then_some((cursor, st.compacted));
+            let first = st.events.partition_point(|e| e.rv <= cursor);
+            let batch: Vec<Value> = st.events[first..]
+                .iter()
+                .filter(|e| e.resource == req.resource && matches(&e.obj))
+                .map(|e| json!({"type": e.kind, "object": e.obj}))
+                .collect();
+            if let Some(e) = st.events.last() {
+                cursor = cursor.max(e.rv);
+            }
+            let bookmark =
+                (req.bookmarks && last_bookmark.elapsed() >= st.bookmark_every).then(|| {
+                    json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api,
+                    "metadata": {"resourceVersion": st.emitted.max(cursor).to_string()}}})
+                });
+            (batch, expired, bookmark)
+        };
+        if let Some((from, oldest)) = expired {
+            chunk(w, &gone(from, oldest))?;
+            break;
+        }
+        for e in &batch {
+            chunk(w, e)?;
+        }
+        if let Some(b) = bookmark {
+            chunk(w, &b)?;
+            last_bookmark = Instant::now();
+        }
+        w.flush()?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    w.write_all(b"0\r\n\r\n")?;
+    w.flush()
+}
+
+/// The verb a recorded request was (as `verb` decides it).
+fn seen_verb(s: &Seen) -> &'static str {
+    let watch = s
+        .query
+        .split('&')
+        .any(|p| p == "watch=1" || p == "watch=true");
+    let named = parse_target(&s.path).is_some_and(|t| t.name.is_some());
+    match s.method.as_str() {
+        "GET" if watch => "watch",
+        "GET" if named => "get",
+        "GET" => "list",
+        "POST" => "create",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        "DELETE" => "delete",
+        _ => "unknown",
+    }
 }

@@ -19,8 +19,9 @@ use crate::orchestrator::Error;
 pub(crate) const WINDOW: Duration = Duration::from_secs(30);
 /// An event line longer than this is not an event: the stream is dropped.
 const MAX_LINE: u64 = 64 * 1024;
-/// Reconnect delays: 1 s, 2 s, 4 s … up to this.
-const RETRY_CAP: Duration = Duration::from_secs(30);
+/// Reconnect delays: 1 s, 2 s, 4 s … up to 30 s.
+pub(crate) const RETRY_FIRST: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_CAP: Duration = Duration::from_secs(30);
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -141,8 +142,7 @@ pub(crate) fn follow(
                 live.store(false, Ordering::Relaxed);
                 listener.lost();
                 failures = failures.saturating_add(1);
-                let delay =
-                    Duration::from_secs(1u64 << failures.min(5).saturating_sub(1)).min(RETRY_CAP);
+                let delay = crate::time::doubling(RETRY_FIRST, failures, RETRY_CAP);
                 if failures == 1 {
                     log::warn!(
                         "engine events unavailable ({e}); polling only, retrying in {} s",

@@ -422,7 +422,7 @@ impl Orchestrator for Docker {
         self.client.remove_container(name)
     }
 
-    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+    fn follow(&self, wake: &(dyn Fn() + Sync), stop: &crossbeam_channel::Receiver<()>) -> bool {
         self.follow_events(wake, stop);
         true
     }

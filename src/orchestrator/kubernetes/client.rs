@@ -41,6 +41,7 @@ pub(crate) struct Client {
     remote: crate::http::Remote,
     /// Where the connection came from (`kubeconfig … (context dev)`, the service account).
     origin: String,
+    request_timeout: Duration,
 }
 
 /// The agent for an API server (built by `http::kubernetes_agent`): the
@@ -95,6 +96,7 @@ impl Client {
             auth: conn.auth,
             remote,
             origin: conn.origin,
+            request_timeout: t.request,
         })
     }
 
@@ -137,6 +139,19 @@ impl Client {
         url: &str,
         body: Option<Payload>,
     ) -> Result<Response<Body>, Error> {
+        self.send_within(op, method, url, body, None)
+    }
+
+    /// [`Client::send`] with its own overall timeout instead of `request_timeout`
+    /// (a watch stays open for its whole window).
+    fn send_within(
+        &self,
+        op: &'static str,
+        method: &str,
+        url: &str,
+        body: Option<Payload>,
+        timeout: Option<Duration>,
+    ) -> Result<Response<Body>, Error> {
         let token = self.auth.bearer()?;
         let mut req = ureq::http::Request::builder()
             .method(method)
@@ -153,14 +168,14 @@ impl Client {
                         detail: e.to_string(),
                     }
                 })?;
-                self.agent.run(r)
+                self.agent.run(self.timed(r, timeout))
             }
             None => {
                 let r = req.body(()).map_err(|e| Error::Transport {
                     op,
                     detail: e.to_string(),
                 })?;
-                self.agent.run(r)
+                self.agent.run(self.timed(r, timeout))
             }
         };
         let mut resp = sent.map_err(|e| Error::Transport {
@@ -193,6 +208,22 @@ impl Client {
             _ => message,
         };
         Err(Error::Api { op, code, message })
+    }
+
+    /// `r` with its own overall timeout, when one is given.
+    fn timed<B: ureq::AsSendBody>(
+        &self,
+        r: ureq::http::Request<B>,
+        timeout: Option<Duration>,
+    ) -> ureq::http::Request<B> {
+        match timeout {
+            Some(t) => self
+                .agent
+                .configure_request(r)
+                .timeout_global(Some(t))
+                .build(),
+            None => r,
+        }
     }
 
     fn json<T: DeserializeOwned>(op: &'static str, mut resp: Response<Body>) -> Result<T, Error> {
@@ -245,6 +276,34 @@ impl Client {
         );
         let op = "list pods";
         Self::json(op, self.send(op, "GET", &url, None)?)
+    }
+
+    /// `GET {resource}?labelSelector=…&watch=1&resourceVersion=…`: a stream of
+    /// `WatchEvent` lines that the server ends after `window`. `resource` is
+    /// `deployments` or `pods`.
+    ///
+    /// # Errors
+    /// Transport or API errors (403 without the Role's `watch`).
+    pub(crate) fn watch(
+        &self,
+        resource: &str,
+        selector: &str,
+        resource_version: &str,
+        window: Duration,
+    ) -> Result<Response<Body>, Error> {
+        let base = match resource {
+            "deployments" => self.deployments(),
+            _ => self.core(resource),
+        };
+        let url = format!(
+            "{base}?labelSelector={}&watch=1&resourceVersion={}&allowWatchBookmarks=true&timeoutSeconds={}",
+            percent_encode(selector),
+            percent_encode(resource_version),
+            window.as_secs()
+        );
+        // The server ends the window; the request timeout covers a silent one.
+        let limit = window + self.request_timeout;
+        self.send_within("watch", "GET", &url, None, Some(limit))
     }
 
     /// `POST deployments`; returns the new Deployment's UID.

@@ -7,7 +7,8 @@
 //! plain env) are owned by their Deployment and never written over a Secret the
 //! composer did not make (`secrets`, issue 12). A deploy that makes Secrets creates
 //! the Deployment stopped and without its hash, then the Secrets, then patches
-//! both in: a cut in between is seen and repaired. `list()` only reads.
+//! both in: a cut in between is seen and repaired. `list()` only reads: from the
+//! watched copy (`watch`) while `follow` keeps it in sync, else two listings.
 //! Connecting is lazy: building one never calls the API server.
 //!
 //! `base_deployment` merge rule: see `manifest::merge_into_base` (containers
@@ -15,13 +16,14 @@
 //! as sidecars; the selector is exactly the three labels, never patched).
 //!
 //! RBAC used, and nothing more (packaging/kubernetes/role.yaml): deployments
-//! `list, create, patch, delete`; pods `list`; pods/log `get`; secrets
-//! `create, update, delete` (no `get`).
+//! `list, watch, create, patch, delete`; pods `list, watch`; pods/log `get`;
+//! secrets `create, update, delete` (no `get`).
 
 mod client;
 pub mod connect;
 pub(crate) mod manifest;
 mod secrets;
+mod watch;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -82,6 +84,8 @@ pub struct Kubernetes {
     located: Mutex<BTreeMap<String, Located>>,
     /// Ownership facts of each Deployment, as seen by the last `list()`.
     listed: Mutex<BTreeMap<String, secrets::Listed>>,
+    /// What the watches know (in sync only while `follow` runs).
+    cache: watch::Cache,
 }
 
 impl Kubernetes {
@@ -141,6 +145,7 @@ impl Kubernetes {
             proxy_ca,
             located: Mutex::new(BTreeMap::new()),
             listed: Mutex::new(BTreeMap::new()),
+            cache: watch::Cache::default(),
         })
     }
 
@@ -207,13 +212,17 @@ impl Kubernetes {
         let patch = wire::ScalePatch {
             spec: wire::Replicas { replicas },
         };
+        self.cache.writing(name);
         self.client.patch_deployment(op, name, &patch)
     }
 
-    /// The newest live pod of `name`, from a fresh pod listing.
+    /// The newest live pod of `name`, from the watched pods or a fresh listing.
     fn locate(&self, name: &str) -> Result<Option<String>, Error> {
-        let pods = self.client.list_pods(&self.manager_selector())?;
-        Ok(newest_pod(name, &BTreeMap::new(), &pods.items).map(|p| p.metadata.name.clone()))
+        let pods = match self.cache.pods(|p| is_pod_of(name, &p.metadata.name)) {
+            Some(pods) => pods,
+            None => self.client.list_pods(&self.manager_selector())?.items,
+        };
+        Ok(newest_pod(name, &BTreeMap::new(), &pods).map(|p| p.metadata.name.clone()))
     }
 
     fn read_log(&self, pod: &str, container: &str, tail: u32) -> Result<Vec<String>, Error> {
@@ -226,15 +235,19 @@ impl Kubernetes {
 
 impl Orchestrator for Kubernetes {
     fn list(&self) -> Result<Vec<Workload>, Error> {
-        let selector = self.manager_selector();
-        let deployments = self.client.list_deployments(&selector)?;
-        let pods = self.client.list_pods(&selector)?;
-        let (workloads, located) = observe(&deployments.items, &pods.items, &self.shape);
+        let (deployments, pods) = match self.cache.snapshot(watch::ECHO_WAIT) {
+            Some(copy) => copy,
+            None => {
+                let selector = self.manager_selector();
+                let deployments = self.client.list_deployments(&selector)?.items;
+                (deployments, self.client.list_pods(&selector)?.items)
+            }
+        };
+        let (workloads, located) = observe(&deployments, &pods, &self.shape);
         if let Ok(mut cache) = self.located.lock() {
             *cache = located;
         }
         let listed = deployments
-            .items
             .iter()
             .map(|d| (d.metadata.name.clone(), secrets::Listed::of(d)))
             .collect();
@@ -249,6 +262,7 @@ impl Orchestrator for Kubernetes {
         self.write_pull_secret()?;
         let body = manifest::deployment(spec, &self.shape, &self.image(spec))?;
         let wanted = self.wanted(spec);
+        self.cache.writing(&spec.name);
         if wanted.is_empty() {
             return self.client.create_deployment(&body).map(drop);
         }
@@ -269,6 +283,7 @@ impl Orchestrator for Kubernetes {
             }
         }
         let finish = manifest::finish_patch(spec, &owned);
+        self.cache.writing(&spec.name);
         self.client
             .patch_deployment("finish deployment", &spec.name, &finish)?;
         self.remember(&spec.name, uid, owned);
@@ -286,11 +301,13 @@ impl Orchestrator for Kubernetes {
                 "deployment {} was left half-deployed; deleted with its Secrets, deployed again next cycle",
                 spec.name
             );
+            self.cache.writing(&spec.name);
             return self.client.delete_deployment(&spec.name, true).map(drop);
         }
         let owned = self.write_owned(spec, &listed)?;
         let full = manifest::deployment(spec, &self.shape, &self.image(spec))?;
         let patch = manifest::with_secrets_record(manifest::refresh_patch(full), &owned);
+        self.cache.writing(&spec.name);
         let patched = self
             .client
             .patch_deployment("refresh deployment", &spec.name, &patch);
@@ -331,6 +348,7 @@ impl Orchestrator for Kubernetes {
             Err(Error::NotFound { .. }) => BTreeMap::new(),
             Err(e) => return Err(e),
         };
+        self.cache.writing(name);
         self.client.delete_deployment(name, false)?;
         (self.listed.lock().unwrap_or_else(PoisonError::into_inner)).remove(name);
         for (secret, uid) in &recorded {
@@ -356,6 +374,26 @@ impl Orchestrator for Kubernetes {
             Some(pod) => self.read_log(&pod, &container, tail),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// Watches Deployments (on this thread) and pods (on a second one) into
+    /// the copy `list()` reads, waking the loop at every change.
+    fn follow(&self, wake: &(dyn Fn() + Sync), stop: &crossbeam_channel::Receiver<()>) -> bool {
+        let selector = self.manager_selector();
+        std::thread::scope(|s| {
+            let pods = std::thread::Builder::new()
+                .name("pod-watch".into())
+                .stack_size(crate::engine::LOOP_STACK)
+                .spawn_scoped(s, || {
+                    watch::reflect::<wire::Pod>(&self.client, &selector, &self.cache, wake, stop);
+                });
+            if let Err(e) = pods {
+                log::warn!("kubernetes: cannot start the pod watch ({e}); listing every cycle");
+                return;
+            }
+            watch::reflect::<wire::Deployment>(&self.client, &selector, &self.cache, wake, stop);
+        });
+        true
     }
 }
 

@@ -14,21 +14,30 @@ use serde::{Deserialize, Serialize};
 pub(crate) struct ObjectMeta {
     pub name: String,
     pub uid: String,
+    pub resource_version: String,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub creation_timestamp: Option<String>,
     pub deletion_timestamp: Option<String>,
 }
 
+/// `ListMeta`: where a watch of the list starts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(crate) struct ListMeta {
+    pub resource_version: String,
+}
+
 /// `DeploymentList`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct DeploymentList {
+    pub metadata: ListMeta,
     pub items: Vec<Deployment>,
 }
 
 /// `Deployment` (apps/v1), as read back.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct Deployment {
     pub metadata: ObjectMeta,
@@ -36,7 +45,7 @@ pub(crate) struct Deployment {
 }
 
 /// `DeploymentSpec`: replicas, selector and the container names.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct DeploymentSpec {
     /// Absent means the API default, 1.
@@ -46,28 +55,28 @@ pub(crate) struct DeploymentSpec {
 }
 
 /// `LabelSelector` (only `matchLabels`; ours never sets expressions).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub(crate) struct LabelSelector {
     pub match_labels: BTreeMap<String, String>,
 }
 
 /// `PodTemplateSpec`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct PodTemplateSpec {
     pub spec: PodSpec,
 }
 
 /// `PodSpec`: only the container names.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct PodSpec {
     pub containers: Vec<Container>,
 }
 
 /// `Container`: only its name.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct Container {
     pub name: String,
@@ -77,7 +86,27 @@ pub(crate) struct Container {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct PodList {
+    pub metadata: ListMeta,
     pub items: Vec<Pod>,
+}
+
+/// One line of a watch stream (`WatchEvent`): `ADDED`, `MODIFIED`, `DELETED`
+/// with the object; `BOOKMARK` with only its resourceVersion; `ERROR` with a
+/// `Status` (410 when the resourceVersion is too old to resume from).
+#[derive(Debug, Deserialize)]
+pub(crate) struct WatchEvent<T> {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub object: T,
+}
+
+/// What every watch event's object has: its resourceVersion, or a `Status` code.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct EventHead {
+    pub metadata: ObjectMeta,
+    pub code: u16,
+    pub message: String,
 }
 
 /// `Pod` (core/v1), as read back.

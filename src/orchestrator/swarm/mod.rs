@@ -275,7 +275,7 @@ impl Orchestrator for Swarm {
     /// Service events (create, update — a scale included —, remove). The engine
     /// cannot filter them by label, so every service's events wake the loop:
     /// one relist (two calls) per burst.
-    fn follow(&self, wake: &dyn Fn(), stop: &crossbeam_channel::Receiver<()>) -> bool {
+    fn follow(&self, wake: &(dyn Fn() + Sync), stop: &crossbeam_channel::Receiver<()>) -> bool {
         let listener = crate::orchestrator::docker::Waker { docker: None, wake };
         let live = std::sync::atomic::AtomicBool::new(false);
         crate::orchestrator::docker::events::follow(
