@@ -8,11 +8,14 @@
 //!    them again (the floor of a platform flip);
 //! 2. the composer's baseline RSS with no connector;
 //! 3. start -> all N deployed, started and reported, with the composer's CPU;
-//! 4. an idle window (`BENCH_IDLE_SECS`): engine calls, CPU and RSS per idle cycle;
-//! 5. one more connector -> started and reported;
-//! 6. a platform flip: all N requested `stopping`, then `starting`; time to all started
+//! 4. an idle window (`BENCH_IDLE_SECS`): engine calls, CPU and RSS per idle cycle,
+//!    once while the containers are in their first minute and once after it;
+//! 5. `docker kill` of one container -> `stopped` reported (engine events, issue 11),
+//!    then running and reported `started` again;
+//! 6. one more connector -> started and reported;
+//! 7. a platform flip: all N requested `stopping`, then `starting`; time to all started
 //!    and reported;
-//! 7. the same flip with one more connector whose image pull stalls: its registry is a
+//! 8. the same flip with one more connector whose image pull stalls: its registry is a
 //!    local proxy in front of 127.0.0.1:5000 that holds every manifest request.
 //!
 //! Run as in docs/benchmarks.md, "How to rerun". Needs the engine and images of
@@ -202,10 +205,22 @@ fn main() {
     // the orchestrator's inspect cache; BENCH_SETTLE_SECS lets it age first.
     thread::sleep(Duration::from_secs(setting("BENCH_SETTLE_SECS", 0)));
     if enabled("idle") {
+        println!("  -- idle, containers in their first minute");
+        idle(&composer, &forwarder, &cfg, base_rss);
+        // Uptime texts ("Up 5 seconds") moved every cycle of that first minute;
+        // they move once a minute from now on.
+        let young = Duration::from_secs(70).saturating_sub(t0.elapsed() - t_running);
+        thread::sleep(young);
+        println!("  -- idle, containers older than a minute");
         idle(&composer, &forwarder, &cfg, base_rss);
     }
 
-    // 5. One more connector while idle: from its appearance to running and reported.
+    // 5. docker kill behind the composer's back.
+    if enabled("kill") {
+        kill(&fake, &engine, &mut composer, &manager, &cfg);
+    }
+
+    // 6. One more connector while idle: from its appearance to running and reported.
     let mut n = cfg.n;
     if enabled("one-more") {
         let mut all = current(&fake, &manager, keys, n, &cfg.image);
@@ -223,7 +238,7 @@ fn main() {
         );
     }
 
-    // 6. Platform flip: everything stopped and reported, then requested `starting`.
+    // 7. Platform flip: everything stopped and reported, then requested `starting`.
     let ids: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
     if enabled("flip") {
         stop_all(&fake, &engine, &mut composer, &manager, &ids, cfg.limit);
@@ -245,7 +260,7 @@ fn main() {
         );
     }
 
-    // 7. The same flip with one more connector whose pull stalls.
+    // 8. The same flip with one more connector whose pull stalls.
     if enabled("stall") {
         stall(&fake, &engine, &mut composer, &manager, keys, &ids, &cfg);
     }
@@ -429,6 +444,57 @@ fn idle(composer: &Composer, forwarder: &Forwarder, cfg: &Config, base_rss: Opti
             rss.saturating_sub(base) as f64 / cfg.n as f64
         );
     }
+}
+
+/// `docker kill` of one running container of `manager`: the time until the platform
+/// hears `stopped`, then until it runs and is reported `started` again (the
+/// composer starts what the platform asks to run).
+fn kill(fake: &FakeOpenCti, engine: &Engine, composer: &mut Composer, manager: &str, cfg: &Config) {
+    let Some(victim) = engine
+        .containers(manager)
+        .into_iter()
+        .find(|c| c["State"] == "running")
+    else {
+        println!("  docker kill: no running container");
+        return;
+    };
+    let id = victim["Labels"]["opencti-connector-id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let container = victim["Id"].as_str().unwrap_or("").to_string();
+    let status_reports = |status: &str| {
+        fake.requests()
+            .iter()
+            .filter(|q| q.operation == "UpdateConnectorCurrentStatus")
+            .filter(|q| {
+                let v = q.variables.to_string();
+                v.contains(&format!("\"{id}\"")) && v.contains(status)
+            })
+            .count()
+    };
+    let (stopped, started) = (status_reports("stopped"), status_reports("started"));
+    let t = Instant::now();
+    let (code, _) = engine.api("POST", &format!("/containers/{container}/kill"), None, &[]);
+    if code != 204 {
+        println!("  docker kill: the engine answered {code}");
+        return;
+    }
+    composer.wait_until(cfg.limit, "the killed container reported stopped", || {
+        (status_reports("stopped") > stopped).then_some(())
+    });
+    let t_stopped = t.elapsed();
+    composer.wait_until(
+        cfg.limit,
+        "the killed container reported started again",
+        || (status_reports("started") > started).then_some(()),
+    );
+    println!(
+        "  docker kill -> stopped / started again reported {} / {} (poll every {} s)",
+        secs(t_stopped),
+        secs(t.elapsed()),
+        cfg.execute
+    );
 }
 
 /// All `ids` requested `stopping`; waits until none runs and all are reported `stopped`.
