@@ -1569,3 +1569,66 @@ fn the_real_kubectl_follows_the_watch_streams_of_deployments_and_pods() {
     );
     server.assert_clean();
 }
+
+/// The existing composer's `{name}-proxy-ca` Secret: no labels, no owner.
+fn existing_composer_ca_secret(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-proxy-ca")},
+        "type": "Opaque", "stringData": {"ca.crt": "the previous composer's bundle"}})
+}
+
+#[test]
+fn the_previous_composers_proxy_ca_secret_is_adopted_by_a_refresh_then_owned() {
+    let server = K8sApi::start();
+    server.insert_deployment(existing_composer_deployment("otx"));
+    server.insert_secret(existing_composer_ca_secret("otx"));
+    let k = orchestrator(&server, "adopt-ca", &proxy_settings());
+    k.list().unwrap();
+    k.refresh(&spec("otx", "h1", true)).unwrap();
+    let s = server.secret("otx-proxy-ca").unwrap();
+    assert_eq!(s["metadata"]["labels"]["opencti-manager"], MANAGER, "{s}");
+    assert_eq!(s["metadata"]["ownerReferences"][0]["name"], "otx", "{s}");
+    assert!(
+        server
+            .secret_value("otx-proxy-ca", "ca.crt")
+            .unwrap()
+            .contains("TESTPROXYCA")
+    );
+    let record =
+        server.deployment("otx").unwrap()["metadata"]["annotations"]["xtm-composer/secrets"]
+            .to_string();
+    assert!(
+        record.contains("otx-proxy-ca") && record.contains(s["metadata"]["uid"].as_str().unwrap()),
+        "{record}"
+    );
+    // From now on it is ours like any other: replaced under its UID, deleted with it.
+    k.list().unwrap();
+    k.refresh(&spec("otx", "h2", true)).unwrap();
+    k.list().unwrap();
+    k.remove("otx").unwrap();
+    assert!(server.secret("otx-proxy-ca").is_none());
+    server.assert_clean();
+}
+
+#[test]
+fn removing_a_previous_composers_deployment_removes_its_secret_and_nothing_foreign() {
+    let server = K8sApi::start();
+    server.insert_deployment(existing_composer_deployment("otx"));
+    server.insert_secret(existing_composer_ca_secret("otx"));
+    // Someone else's Secret with our env-Secret name, not used by the Deployment.
+    server.insert_secret(foreign_secret("otx-env"));
+    let before = server.secret("otx-env").unwrap();
+    let k = orchestrator(&server, "adopt-remove", &settings());
+    k.list().unwrap();
+    k.remove("otx").unwrap();
+    assert!(server.deployment("otx").is_none());
+    assert!(
+        server.secret("otx-proxy-ca").is_none(),
+        "the previous composer's CA Secret"
+    );
+    assert_eq!(
+        server.secret("otx-env"),
+        Some(before),
+        "a foreign Secret stays as it was"
+    );
+    server.assert_clean();
+}

@@ -361,17 +361,32 @@ impl Client {
         Self::json::<wire::Created>(op, resp).map(|c| c.metadata.uid)
     }
 
-    /// `PUT secrets/{name}` carrying `metadata.uid`: replaces the Secret only
-    /// while it is the one with that UID.
+    /// `PUT secrets/{name}`: replaces the Secret — with `metadata.uid` in the
+    /// body, only while it is the one with that UID. Returns its UID.
     ///
     /// # Errors
     /// Transport or API errors: 404 when it is gone, 409 when the name now
     /// belongs to another object.
-    pub(crate) fn replace_secret(&self, name: &str, body: &wire::Secret<'_>) -> Result<(), Error> {
+    pub(crate) fn replace_secret(
+        &self,
+        name: &str,
+        body: &wire::Secret<'_>,
+    ) -> Result<String, Error> {
         let op = "replace secret";
         let payload = Self::body(op, body, "application/json")?;
         let url = format!("{}/{name}", self.core("secrets"));
-        self.send(op, "PUT", &url, Some(payload)).map(drop)
+        let resp = self.send(op, "PUT", &url, Some(payload))?;
+        Self::json::<wire::Created>(op, resp).map(|c| c.metadata.uid)
+    }
+
+    /// `DELETE secrets/{name}` with no precondition; gone is fine. Only for a
+    /// Secret the previous composer made for a Deployment of ours (`Listed::legacy`).
+    ///
+    /// # Errors
+    /// Transport or other API errors.
+    pub(crate) fn delete_secret(&self, name: &str) -> Result<(), Error> {
+        let url = format!("{}/{name}", self.core("secrets"));
+        gone_is_fine(self.send("delete secret", "DELETE", &url, None)).map(drop)
     }
 
     /// `DELETE secrets/{name}` with a UID precondition; gone or replaced by

@@ -185,6 +185,7 @@ impl Kubernetes {
             uid,
             finished: true,
             secrets,
+            referenced: std::collections::BTreeSet::new(),
         };
         cache.insert(name.to_string(), listed);
     }
@@ -343,16 +344,25 @@ impl Orchestrator for Kubernetes {
     /// deletes them too, through their owner reference); never a Secret of
     /// that name that the composer did not make.
     fn remove(&self, name: &str) -> Result<(), Error> {
-        let recorded = match self.listed("remove deployment", name) {
-            Ok(l) => l.secrets,
-            Err(Error::NotFound { .. }) => BTreeMap::new(),
+        let listed = match self.listed("remove deployment", name) {
+            Ok(l) => l,
+            Err(Error::NotFound { .. }) => secrets::Listed::default(),
             Err(e) => return Err(e),
         };
         self.cache.writing(name);
         self.client.delete_deployment(name, false)?;
         (self.listed.lock().unwrap_or_else(PoisonError::into_inner)).remove(name);
-        for (secret, uid) in &recorded {
+        for (secret, uid) in &listed.secrets {
             self.client.delete_secret_with_uid(secret, uid)?;
+        }
+        // The previous composer's own Secrets for it: ours by the same rule as on refresh.
+        for secret in [
+            manifest::proxy_ca_secret_name(name),
+            manifest::env_secret_name(name),
+        ] {
+            if listed.legacy(&secret) {
+                self.client.delete_secret(&secret)?;
+            }
         }
         Ok(())
     }

@@ -4,9 +4,13 @@
 //! someone else: a name collision), carry an `ownerReference` to their
 //! Deployment (the garbage collector deletes them with it), and are replaced or
 //! deleted only under the UID recorded on that Deployment when they were made.
-//! No Secret is ever read: the Role grants no `get` on them.
+//! No Secret is ever read: the Role grants no `get` on them. One exception,
+//! for a swap: a Deployment of this manager that records no Secret at all was
+//! made by the existing composer (or an early build), and a Secret its pod
+//! template refers to by one of our names is that composer's Secret for that
+//! very Deployment: it is adopted (replaced, then recorded) and removed with it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Kubernetes, manifest, wire};
 use crate::orchestrator::{Error, Spec};
@@ -26,6 +30,8 @@ pub(super) struct Listed {
     pub finished: bool,
     /// Secrets made for it: name → UID.
     pub secrets: BTreeMap<String, String>,
+    /// Secrets its pod template refers to (env `secretKeyRef`, `secret` volumes).
+    pub referenced: BTreeSet<String>,
 }
 
 impl Listed {
@@ -38,8 +44,29 @@ impl Listed {
                 .get(manifest::SECRETS_ANNOTATION)
                 .map(|t| manifest::parse_secrets_record(t))
                 .unwrap_or_default(),
+            referenced: referenced(d),
         }
     }
+
+    /// A Secret by this name is the previous composer's, made for this
+    /// Deployment: nothing is recorded on it, and its template uses that name.
+    pub(super) fn legacy(&self, name: &str) -> bool {
+        self.secrets.is_empty() && self.referenced.contains(name)
+    }
+}
+
+fn referenced(d: &wire::Deployment) -> BTreeSet<String> {
+    let spec = &d.spec.template.spec;
+    let volumes = spec.volumes.iter().filter_map(|v| v.secret.as_ref());
+    let env = spec
+        .containers
+        .iter()
+        .flat_map(|c| &c.env)
+        .filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref());
+    volumes
+        .map(|v| v.secret_name.clone())
+        .chain(env.map(|r| r.name.clone()))
+        .collect()
 }
 
 /// The error for a Secret name held by an object the composer did not make.
@@ -103,7 +130,40 @@ impl Kubernetes {
         body.metadata.uid = uid;
         match uid {
             None => self.client.create_secret(&body).map(Some),
-            Some(_) => self.client.replace_secret(&w.name, &body).map(|()| None),
+            Some(_) => self.client.replace_secret(&w.name, &body).map(|_| None),
+        }
+    }
+
+    /// Replaces the previous composer's Secret `w` (no UID to check: see
+    /// `Listed::legacy`) with ours, owned by the Deployment; returns its UID.
+    /// Gone in the meantime: made anew.
+    fn adopt(&self, spec: &Spec, w: &Wanted, owner_uid: &str) -> Result<String, Error> {
+        let mut body = manifest::secret_body(
+            &w.name,
+            "Opaque",
+            manifest::secret_labels(spec, &self.shape.manager_id),
+            w.data
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose()))
+                .collect(),
+        );
+        body.metadata.owner_references = vec![wire::OwnerReference {
+            api_version: "apps/v1",
+            kind: "Deployment",
+            name: &spec.name,
+            uid: owner_uid,
+        }];
+        match self.client.replace_secret(&w.name, &body) {
+            Ok(uid) => {
+                log::info!(
+                    "Secret {} of Deployment {}, made by the previous composer, adopted",
+                    w.name,
+                    spec.name
+                );
+                Ok(uid)
+            }
+            Err(Error::Api { code: 404, .. }) => self.create_owned(spec, w, owner_uid),
+            Err(e) => Err(e),
         }
     }
 
@@ -152,6 +212,7 @@ impl Kubernetes {
                     }
                     Err(e) => return Err(e),
                 },
+                None if listed.legacy(&w.name) => self.adopt(spec, &w, &listed.uid)?,
                 None => self.create_owned(spec, &w, &listed.uid)?,
             };
             owned.insert(w.name, uid);

@@ -68,18 +68,55 @@ pub(crate) struct PodTemplateSpec {
     pub spec: PodSpec,
 }
 
-/// `PodSpec`: only the container names.
+/// `PodSpec`: the containers and the Secret volumes.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct PodSpec {
     pub containers: Vec<Container>,
+    pub volumes: Vec<VolumeRef>,
 }
 
-/// `Container`: only its name.
+/// `Container`: its name and the Secrets its env refers to.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct Container {
     pub name: String,
+    pub env: Vec<EnvRef>,
+}
+
+/// `EnvVar`, as read back: only a `valueFrom.secretKeyRef`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(crate) struct EnvRef {
+    pub value_from: Option<EnvSourceRef>,
+}
+
+/// `EnvVarSource`, as read back.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(crate) struct EnvSourceRef {
+    pub secret_key_ref: Option<SecretName>,
+}
+
+/// `{"name": …}` of a `secretKeyRef`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct SecretName {
+    pub name: String,
+}
+
+/// `Volume`, as read back: only a `secret` source.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct VolumeRef {
+    pub secret: Option<SecretVolume>,
+}
+
+/// `SecretVolumeSource`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(crate) struct SecretVolume {
+    pub secret_name: String,
 }
 
 /// `PodList`.
