@@ -118,7 +118,7 @@ impl Executor {
     fn apply(&self, a: &Action) -> (Result<(), ActionError>, Option<Status>) {
         let engine = |r: Result<(), orchestrator::Error>| r.map_err(ActionError::Engine);
         let id = a.connector_id();
-        match a {
+        let (r, report) = match a {
             Action::Deploy { spec, report } | Action::Refresh { spec, report } => {
                 if self.show_env_vars {
                     let lines = env::describe(&spec.env, self.show_sensitive_env_vars);
@@ -134,20 +134,10 @@ impl Executor {
                 } else {
                     self.orchestrator.deploy(spec)
                 };
-                let r = engine(r);
-                let report = if r.is_ok() { *report } else { None };
-                (r, report)
+                (engine(r), *report)
             }
-            Action::Start { name, report, .. } => {
-                let r = engine(self.orchestrator.start(name));
-                let report = if r.is_ok() { *report } else { None };
-                (r, report)
-            }
-            Action::Stop { name, report, .. } => {
-                let r = engine(self.orchestrator.stop(name));
-                let report = if r.is_ok() { *report } else { None };
-                (r, report)
-            }
+            Action::Start { name, report, .. } => (engine(self.orchestrator.start(name)), *report),
+            Action::Stop { name, report, .. } => (engine(self.orchestrator.stop(name)), *report),
             Action::Remove { name, .. } => (engine(self.orchestrator.remove(name)), None),
             Action::Report { status, .. } => (
                 self.platform
@@ -165,7 +155,10 @@ impl Executor {
                 (self.ship(id, Some(name.clone()), notice.clone()), None)
             }
             Action::Explain { text, .. } => (self.ship(id, None, Some(text.clone())), None),
-        }
+        };
+        // A status is reported only for a change that happened.
+        let report = if r.is_ok() { report } else { None };
+        (r, report)
     }
 
     /// Queues a log snapshot (or runs it inline without a shipper).

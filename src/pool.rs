@@ -62,17 +62,6 @@ impl Pool {
         Ok(Pool { queue: tx, workers })
     }
 
-    /// Queues `job` without waiting.
-    ///
-    /// # Errors
-    /// The queue is full or closed; the job is dropped.
-    pub fn submit(&self, job: Job) -> Result<(), Refused> {
-        self.queue.try_send(job).map_err(|e| match e {
-            TrySendError::Full(_) => Refused::Full,
-            TrySendError::Disconnected(_) => Refused::Closed,
-        })
-    }
-
     /// A handle that submits to this pool (for each platform loop).
     pub fn handle(&self) -> Handle {
         Handle {
@@ -139,14 +128,14 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(5));
             }
         };
-        pool.submit(job(gate.clone())).unwrap();
+        pool.handle().submit(job(gate.clone())).unwrap();
         wait_for(1);
-        pool.submit(job(gate.clone())).unwrap();
+        pool.handle().submit(job(gate.clone())).unwrap();
         // Both workers now hold a job; then the queue's one place is taken.
         wait_for(2);
         pool.handle().submit(job(gate.clone())).unwrap();
         let t = Instant::now();
-        assert_eq!(pool.submit(job(gate.clone())), Err(Refused::Full));
+        assert_eq!(pool.handle().submit(job(gate.clone())), Err(Refused::Full));
         assert!(t.elapsed() < Duration::from_secs(1));
         // Busy workers are within their limit: fresh.
         assert!(loops.stale(Instant::now()).is_empty());

@@ -5,7 +5,6 @@
 //! too (events of the outage are lost with it, so the loop relists).
 
 use std::io::{BufRead, BufReader, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, after, select};
@@ -31,7 +30,7 @@ fn now_secs() -> u64 {
 
 /// What a follower does with what it hears.
 pub(crate) trait Listener {
-    /// The stream is (again) connected; `after_outage` = events may have been missed.
+    /// A window is open (at every window); `after_outage` = events may have been missed.
     fn connected(&self, after_outage: bool);
     /// An event about the object `id` (container or service).
     fn event(&self, id: &str, action: &str);
@@ -40,7 +39,6 @@ pub(crate) trait Listener {
 }
 
 /// Reads one window of events of `kind` labelled `label`, from `since` to `until`.
-#[allow(clippy::too_many_arguments)]
 fn window(
     client: &Client,
     kind: &str,
@@ -49,7 +47,6 @@ fn window(
     until: u64,
     listener: &dyn Listener,
     after_outage: bool,
-    live: &AtomicBool,
 ) -> Result<(), Error> {
     const OP: &str = "follow events";
     let filters = match label {
@@ -64,7 +61,6 @@ fn window(
     let timeout = Duration::from_secs(until.saturating_sub(now_secs())) + Duration::from_secs(15);
     let resp = client.call(OP, Method::GET, &path, Payload::Empty, None, Some(timeout))?;
     let body = expect_success(OP, "/events", resp)?.into_body();
-    live.store(true, Ordering::Relaxed);
     listener.connected(after_outage);
     let mut reader = BufReader::new(body.into_reader());
     let mut line = Vec::new();
@@ -98,8 +94,9 @@ fn window(
     }
 }
 
-/// Follows the stream until `stop` closes; reconnects with backoff. `live` is
-/// true while a window is open (callers trust their caches only then). The
+/// Follows the stream until `stop` closes; reconnects with backoff. The
+/// listener hears when a window opens and when the stream is lost (callers
+/// trust their caches only in between). The
 /// engine matches `label` against the object's attributes: container events
 /// carry the container's labels, service events do not (only the name), so
 /// Swarm follows every service event and relists on each.
@@ -108,7 +105,6 @@ pub(crate) fn follow(
     kind: &str,
     label: Option<&str>,
     listener: &dyn Listener,
-    live: &AtomicBool,
     stop: &Receiver<()>,
 ) {
     let mut since = now_secs();
@@ -121,16 +117,7 @@ pub(crate) fn follow(
             return;
         }
         let until = now_secs() + WINDOW.as_secs();
-        match window(
-            client,
-            kind,
-            label,
-            since,
-            until,
-            listener,
-            failures > 0,
-            live,
-        ) {
+        match window(client, kind, label, since, until, listener, failures > 0) {
             Ok(()) => {
                 if failures > 0 {
                     log::info!("engine events: following again after {failures} failed attempt(s)");
@@ -139,7 +126,6 @@ pub(crate) fn follow(
                 since = until;
             }
             Err(e) => {
-                live.store(false, Ordering::Relaxed);
                 listener.lost();
                 failures = failures.saturating_add(1);
                 let delay = crate::time::doubling(RETRY_FIRST, failures, RETRY_CAP);

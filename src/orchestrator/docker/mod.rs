@@ -63,10 +63,13 @@ pub(crate) struct Waker<'a> {
 
 impl events::Listener for Waker<'_> {
     fn connected(&self, after_outage: bool) {
-        if after_outage {
-            if let Some(d) = self.docker {
+        if let Some(d) = self.docker {
+            if after_outage {
                 d.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
             }
+            d.events_live.store(true, Ordering::Relaxed);
+        }
+        if after_outage {
             (self.wake)();
         }
     }
@@ -79,7 +82,11 @@ impl events::Listener for Waker<'_> {
         (self.wake)();
     }
 
-    fn lost(&self) {}
+    fn lost(&self) {
+        if let Some(d) = self.docker {
+            d.events_live.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The Docker Engine orchestrator of one platform.
@@ -255,14 +262,7 @@ impl Docker {
             docker: Some(self),
             wake,
         };
-        events::follow(
-            &self.client,
-            "container",
-            Some(&label),
-            &listener,
-            &self.events_live,
-            stop,
-        );
+        events::follow(&self.client, "container", Some(&label), &listener, stop);
     }
 
     /// Inspects `id` and caches the result against the listing's `state` and `status`.

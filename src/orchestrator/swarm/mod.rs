@@ -277,15 +277,7 @@ impl Orchestrator for Swarm {
     /// one relist (two calls) per burst.
     fn follow(&self, wake: &(dyn Fn() + Sync), stop: &crossbeam_channel::Receiver<()>) -> bool {
         let listener = crate::orchestrator::docker::Waker { docker: None, wake };
-        let live = std::sync::atomic::AtomicBool::new(false);
-        crate::orchestrator::docker::events::follow(
-            &self.client,
-            "service",
-            None,
-            &listener,
-            &live,
-            stop,
-        );
+        crate::orchestrator::docker::events::follow(&self.client, "service", None, &listener, stop);
         true
     }
 }
