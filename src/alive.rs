@@ -76,14 +76,8 @@ pub struct Schedule {
     pub ping_reports_current_version: bool,
 }
 
-/// How loud a message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Error,
-    Warn,
-    Info,
-    Debug,
-}
+/// How loud a message is: the planner's note levels.
+pub use crate::reconcile::Level;
 
 /// The step's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,12 +274,8 @@ impl Shared {
 
 /// Logs a step's message under the platform's name.
 pub fn say(platform: &str, said: Option<(Level, String)>) {
-    match said {
-        Some((Level::Error, t)) => log::error!("{platform}: {t}"),
-        Some((Level::Warn, t)) => log::warn!("{platform}: {t}"),
-        Some((Level::Info, t)) => log::info!("{platform}: {t}"),
-        Some((Level::Debug, t)) => log::debug!("{platform}: {t}"),
-        None => {}
+    if let Some((level, t)) = said {
+        log::log!(level.log_level(), "{platform}: {t}");
     }
 }
 

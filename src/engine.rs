@@ -283,13 +283,7 @@ impl Engine {
                 for n in &plan.notes {
                     let id = n.connector.as_deref().unwrap_or("-");
                     let name = self.name();
-                    let level = match n.level {
-                        Level::Error => log::Level::Error,
-                        Level::Warn => log::Level::Warn,
-                        Level::Info => log::Level::Info,
-                        Level::Debug => log::Level::Debug,
-                    };
-                    log::log!(level, platform = name, connector = id; "{name}: connector {id}: {}", n.text);
+                    log::log!(n.level.log_level(), platform = name, connector = id; "{name}: connector {id}: {}", n.text);
                 }
                 self.memory = plan.memory.clone();
                 let stamps = desired

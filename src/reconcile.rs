@@ -398,6 +398,18 @@ pub enum Level {
     Debug,
 }
 
+impl Level {
+    /// The logger's level for it.
+    pub fn log_level(self) -> log::Level {
+        match self {
+            Level::Error => log::Level::Error,
+            Level::Warn => log::Level::Warn,
+            Level::Info => log::Level::Info,
+            Level::Debug => log::Level::Debug,
+        }
+    }
+}
+
 /// Something the operator should hear about that is not an action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
