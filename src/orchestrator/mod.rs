@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod kubernetes;
+pub(crate) mod lines;
 pub mod portainer;
 pub mod swarm;
 

@@ -4,7 +4,7 @@
 //! this manager wakes its platform loop; a reconnect after an outage wakes it
 //! too (events of the outage are lost with it, so the loop relists).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::BufReader;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, after, select};
@@ -13,6 +13,7 @@ use ureq::http::Method;
 use super::client::{Client, Payload, encode, expect_success};
 use super::wire;
 use crate::orchestrator::Error;
+use crate::orchestrator::lines::Lines;
 
 /// One window of the stream; the engine closes it at `until`.
 pub(crate) const WINDOW: Duration = Duration::from_secs(30);
@@ -62,36 +63,15 @@ fn window(
     let resp = client.call(OP, Method::GET, &path, Payload::Empty, None, Some(timeout))?;
     let body = expect_success(OP, "/events", resp)?.into_body();
     listener.connected(after_outage);
-    let mut reader = BufReader::new(body.into_reader());
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = (&mut reader)
-            .take(MAX_LINE)
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::Transport {
-                op: OP,
-                detail: e.to_string(),
-            })?;
-        if n == 0 {
-            return Ok(());
-        }
-        if line.last() != Some(&b'\n') && n as u64 >= MAX_LINE {
-            return Err(Error::Decode {
-                op: OP,
-                detail: format!("an event line longer than {MAX_LINE} bytes"),
-            });
-        }
-        let text = String::from_utf8_lossy(&line);
-        if text.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<wire::Event>(text.trim()) {
+    let mut lines = Lines::new(BufReader::new(body.into_reader()), MAX_LINE, OP);
+    while let Some(line) = lines.next_line()? {
+        match serde_json::from_slice::<wire::Event>(line) {
             Ok(e) if !e.actor.id.is_empty() => listener.event(&e.actor.id, &e.action),
             Ok(_) => {}
             Err(e) => log::debug!("unreadable engine event skipped: {e}"),
         }
     }
+    Ok(())
 }
 
 /// Follows the stream until `stop` closes; reconnects with backoff. The

@@ -105,13 +105,13 @@ impl Kubernetes {
         out
     }
 
-    fn send_secret(
-        &self,
-        spec: &Spec,
-        w: &Wanted,
-        owner_uid: &str,
-        uid: Option<&str>,
-    ) -> Result<Option<String>, Error> {
+    /// Our Secret `w` for `spec`'s Deployment `owner_uid`: labelled, owned.
+    fn secret_body<'a>(
+        &'a self,
+        spec: &'a Spec,
+        w: &'a Wanted,
+        owner_uid: &'a str,
+    ) -> wire::Secret<'a> {
         let mut body = manifest::secret_body(
             &w.name,
             "Opaque",
@@ -127,6 +127,17 @@ impl Kubernetes {
             name: &spec.name,
             uid: owner_uid,
         }];
+        body
+    }
+
+    fn send_secret(
+        &self,
+        spec: &Spec,
+        w: &Wanted,
+        owner_uid: &str,
+        uid: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let mut body = self.secret_body(spec, w, owner_uid);
         body.metadata.uid = uid;
         match uid {
             None => self.client.create_secret(&body).map(Some),
@@ -138,21 +149,7 @@ impl Kubernetes {
     /// `Listed::legacy`) with ours, owned by the Deployment; returns its UID.
     /// Gone in the meantime: made anew.
     fn adopt(&self, spec: &Spec, w: &Wanted, owner_uid: &str) -> Result<String, Error> {
-        let mut body = manifest::secret_body(
-            &w.name,
-            "Opaque",
-            manifest::secret_labels(spec, &self.shape.manager_id),
-            w.data
-                .iter()
-                .map(|(k, v)| (k.clone(), v.expose()))
-                .collect(),
-        );
-        body.metadata.owner_references = vec![wire::OwnerReference {
-            api_version: "apps/v1",
-            kind: "Deployment",
-            name: &spec.name,
-            uid: owner_uid,
-        }];
+        let body = self.secret_body(spec, w, owner_uid);
         match self.client.replace_secret(&w.name, &body) {
             Ok(uid) => {
                 log::info!(

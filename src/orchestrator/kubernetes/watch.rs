@@ -5,7 +5,7 @@
 //! resources are in sync, so an idle cycle asks the API server nothing.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::BufReader;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use super::client::Client;
 use super::wire;
 use crate::orchestrator::Error;
+use crate::orchestrator::lines::Lines;
 
 /// How long one watch request stays open; the next resumes where it ended.
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
@@ -291,31 +292,14 @@ fn watch<T: Watched>(
     const OP: &str = "watch";
     let resp = client.watch(T::RESOURCE, selector, rv, WINDOW)?;
     cache.live::<T>();
-    let mut reader = BufReader::new(resp.into_body().into_reader());
+    let mut lines = Lines::new(
+        BufReader::new(resp.into_body().into_reader()),
+        MAX_EVENT,
+        OP,
+    );
     let mut rv = rv.to_string();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = (&mut reader)
-            .take(MAX_EVENT)
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::Transport {
-                op: OP,
-                detail: e.to_string(),
-            })?;
-        if n == 0 {
-            return Ok(Ended::Window(rv));
-        }
-        if line.last() != Some(&b'\n') && n as u64 >= MAX_EVENT {
-            return Err(Error::Decode {
-                op: OP,
-                detail: format!("a watch event longer than {MAX_EVENT} bytes"),
-            });
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match event::<T>(&line)? {
+    while let Some(line) = lines.next_line()? {
+        match event::<T>(line)? {
             Event::Object(kind, object) => {
                 rv.clone_from(&object.meta().resource_version);
                 cache.apply(&kind, object);
@@ -325,6 +309,7 @@ fn watch<T: Watched>(
             Event::Gone => return Ok(Ended::Gone),
         }
     }
+    Ok(Ended::Window(rv))
 }
 
 /// One watch line, read.
