@@ -81,15 +81,7 @@ fn built_orchestrator(
     kind: PlatformKind,
 ) -> Result<(Arc<dyn Orchestrator>, String), String> {
     let daemon = &settings.platform(kind).daemon;
-    let engine = || {
-        let configured = settings
-            .docker_options(kind)
-            .and_then(|o| o.host.as_deref());
-        let env_host = std::env::var("DOCKER_HOST").ok();
-        let host =
-            crate::orchestrator::docker::client::resolve_host(configured, env_host.as_deref());
-        crate::http::without_userinfo(&host)
-    };
+    let engine = || crate::http::without_userinfo(settings.engine(kind).as_str());
     let built: Result<(Arc<dyn Orchestrator>, String), _> =
         match daemon.selector {
             Selector::Docker => Docker::new(settings, kind)

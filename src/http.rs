@@ -414,6 +414,16 @@ struct Target {
     port: u16,
 }
 
+/// Why `url` cannot be the target of an agent (an `http`/`https` scheme and a
+/// host are needed), if it cannot: the configuration checks its URLs with this.
+pub fn url_problem(url: &str) -> Option<String> {
+    match Target::parse(url) {
+        Ok(_) => None,
+        Err(Error::BadUrl { detail, .. }) => Some(detail),
+        Err(other) => Some(other.to_string()),
+    }
+}
+
 impl Target {
     fn parse(url: &str) -> Result<Target, Error> {
         let bad = |detail: &str| Error::BadUrl {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use xtm_composer::config::{DockerOptions, Registry, Settings};
-use xtm_composer::orchestrator::docker::{ApiVersion, Docker, client::MAX_API_VERSION};
+use xtm_composer::orchestrator::docker::{ApiVersion, Docker, PullPolicy, client::MAX_API_VERSION};
 use xtm_composer::orchestrator::{
     EnvValue, EnvVar, Error, HASH_MARKER, Orchestrator, Spec, Workload, WorkloadState,
 };
@@ -96,6 +96,10 @@ fn settings(manager: &str, options: DockerOptions) -> Settings {
         network_mode: Some("none".into()),
         ..options
     });
+    // As `config::load` reads it from the environment.
+    s.docker_host = std::env::var("DOCKER_HOST")
+        .ok()
+        .map(|h| h.parse().unwrap());
     s
 }
 
@@ -269,7 +273,7 @@ fn a_wrong_registry_password_is_an_image_error_without_the_password() {
     let mut s = settings(
         &manager,
         DockerOptions {
-            pull_policy: Some("always".into()),
+            pull_policy: PullPolicy::Always,
             ..DockerOptions::default()
         },
     );
@@ -446,7 +450,7 @@ fn pull_policy_never_with_a_missing_image_is_an_image_error() {
     let manager = unique("never");
     let _cleanup = Cleanup(vec![manager.clone()]);
     let options = DockerOptions {
-        pull_policy: Some("never".into()),
+        pull_policy: PullPolicy::Never,
         ..DockerOptions::default()
     };
     let docker = Docker::new(&settings(&manager, options), PlatformKind::OpenCti).unwrap();
@@ -484,7 +488,7 @@ fn a_local_image_deploys_when_the_registry_is_unreachable() {
         let mut s = settings(
             &manager,
             DockerOptions {
-                pull_policy: Some(policy.into()),
+                pull_policy: policy.parse().unwrap(),
                 ..DockerOptions::default()
             },
         );
@@ -711,7 +715,7 @@ fn a_tcp_engine_address_is_honoured() {
     let _cleanup = Cleanup(vec![manager.clone()]);
     let port = tcp_forwarder();
     let options = DockerOptions {
-        host: Some(format!("tcp://127.0.0.1:{port}")),
+        host: Some(format!("tcp://127.0.0.1:{port}").parse().unwrap()),
         ..DockerOptions::default()
     };
     let docker = Docker::new(&settings(&manager, options), PlatformKind::OpenCti).unwrap();
@@ -730,7 +734,7 @@ fn a_tcp_engine_address_is_honoured() {
 #[test]
 fn an_unreachable_engine_is_a_transport_error() {
     let options = DockerOptions {
-        host: Some("unix:///nonexistent/docker.sock".into()),
+        host: Some("unix:///nonexistent/docker.sock".parse().unwrap()),
         ..DockerOptions::default()
     };
     let docker = Docker::new(&settings("unreachable", options), PlatformKind::OpenCti).unwrap();

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::k8s_api::{COMPOSER_USER, Fault, K8sApi, PodMode};
 use serde_json::{Value, json};
 use xtm_composer::config::{KubernetesSettings, Registry, Settings};
+use xtm_composer::orchestrator::docker::PullPolicy;
 use xtm_composer::orchestrator::kubernetes::{Kubernetes, Source};
 use xtm_composer::orchestrator::{EnvValue, EnvVar, Orchestrator, Spec, Workload, WorkloadState};
 use xtm_composer::platform::PlatformKind;
@@ -209,7 +210,7 @@ fn plain_env_puts_values_in_the_deployment_as_the_existing_composer_does() {
 fn the_deployment_follows_the_contract_body() {
     let server = K8sApi::start();
     let s = settings_with(KubernetesSettings {
-        image_pull_policy: Some("Always".into()),
+        image_pull_policy: PullPolicy::Always,
         image_resources: Some(
             json!({"limits": {"memory": "256Mi", "cpu": "500m"}, "requests": {"cpu": "50m"}}),
         ),
@@ -775,7 +776,7 @@ fn d16_base_deployment_configures_the_connector_container_and_keeps_sidecars() {
             ]}}}
     });
     let s = settings_with(KubernetesSettings {
-        base_deployment_json: Some(base.to_string()),
+        base_deployment_json: Some(base),
         ..Default::default()
     });
     let k = orchestrator(&server, "base", &s);
@@ -1176,7 +1177,7 @@ fn what_the_composer_writes_passes_the_official_kubernetes_validate() {
     s.opencti.daemon.kubernetes = Some(KubernetesSettings {
         base_deployment: Some(base),
         image_resources: Some(json!({"limits": {"memory": "256Mi"}})),
-        image_pull_policy: Some("Always".into()),
+        image_pull_policy: PullPolicy::Always,
         ..s.opencti.daemon.kubernetes.clone().unwrap()
     });
     let k = orchestrator(&server, "validate", &s);

@@ -20,6 +20,7 @@ use common::portainer::{ENV_ID, StandIn};
 use common::tls::TestCa;
 use serde_json::Value;
 use xtm_composer::config::{DockerOptions, PortainerSettings, Selector, Settings};
+use xtm_composer::orchestrator::docker::{ApiVersion, PullPolicy};
 use xtm_composer::orchestrator::portainer::{COMPOSE_PROJECT, Portainer};
 use xtm_composer::orchestrator::{Error, Orchestrator, WorkloadState};
 use xtm_composer::platform::PlatformKind;
@@ -61,7 +62,7 @@ impl Fixture {
             api_key: Some(Secret::new(KEY)),
             env_id: Some(ENV_ID.into()),
             env_type: Some("docker".into()),
-            api_version: Some("v1.44".into()),
+            api_version: ApiVersion::parse("v1.44"),
             ca_file: Some(self.ca_path.display().to_string()),
             // No bridge on this machine: containers get loopback only.
             network_mode: Some("none".into()),
@@ -109,7 +110,7 @@ fn five_connectors_live_their_whole_life_through_portainer() {
     // Every deploy pulls from the authenticated registry, through the proxy.
     s.opencti.daemon.registry = Some(test_registry());
     s.opencti.daemon.docker = Some(DockerOptions {
-        pull_policy: Some("always".into()),
+        pull_policy: PullPolicy::Always,
         ..DockerOptions::default()
     });
     let portainer = Portainer::new(&s, PlatformKind::OpenCti).unwrap();
@@ -206,7 +207,7 @@ fn five_connectors_live_their_whole_life_through_portainer() {
 #[test]
 fn api_version_caps_the_negotiated_version() {
     let f = Fixture::new("portainer-cap");
-    let portainer = f.portainer(|p| p.api_version = Some("v1.40".into()));
+    let portainer = f.portainer(|p| p.api_version = ApiVersion::parse("v1.40"));
     assert!(portainer.list().unwrap().is_empty());
     let targets: Vec<String> = f.stand_in.seen().into_iter().map(|r| r.target).collect();
     assert_eq!(targets.len(), 2, "{targets:?}");

@@ -85,6 +85,10 @@ fn settings(manager: &str, swarm: Value) -> Settings {
     s.manager.id = manager.to_string();
     s.opencti.daemon.selector = Selector::Swarm;
     s.opencti.daemon.swarm = Some(serde_json::from_value(swarm).unwrap());
+    // As `config::load` reads it from the environment.
+    s.docker_host = std::env::var("DOCKER_HOST")
+        .ok()
+        .map(|h| h.parse().unwrap());
     s
 }
 

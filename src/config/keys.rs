@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Number, Value};
 
+use super::values::Parser;
+
 /// The type of a configuration key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -28,6 +30,8 @@ pub(crate) enum Kind {
     StrMap,
     /// Free-form mapping passed through as is (Kubernetes objects).
     Object,
+    /// Text read by the parser of its type (pull policy, engine address, ...).
+    Parsed(Parser),
     /// Documented by the existing composer but not implemented: accepted, ignored.
     Ignored,
 }
@@ -113,9 +117,15 @@ pub(crate) const PLATFORM: &[Key] = &[
     key("daemon.registry.token_ttl", Ignored),
     key("daemon.registry.retry_attempts", Ignored),
     key("daemon.registry.retry_delay", Ignored),
-    key("daemon.kubernetes.image_pull_policy", Str),
+    key(
+        "daemon.kubernetes.image_pull_policy",
+        Parsed(Parser::KubernetesPull),
+    ),
     key("daemon.kubernetes.base_deployment", Object),
-    key("daemon.kubernetes.base_deployment_json", Str),
+    key(
+        "daemon.kubernetes.base_deployment_json",
+        Parsed(Parser::JsonObject),
+    ),
     key("daemon.kubernetes.image_resources", Object),
     key("daemon.kubernetes.namespace", Str),
     key("daemon.kubernetes.plain_env", Bool),
@@ -125,7 +135,7 @@ pub(crate) const PLATFORM: &[Key] = &[
     key("daemon.portainer.api_key", Str),
     key("daemon.portainer.env_id", Str),
     key("daemon.portainer.env_type", Str),
-    key("daemon.portainer.api_version", Str),
+    key("daemon.portainer.api_version", Parsed(Parser::ApiVersion)),
     key("daemon.portainer.stack", Str),
     key("daemon.portainer.network_mode", Str),
     key("daemon.portainer.ca_file", Str),
@@ -148,9 +158,9 @@ pub(crate) const PLATFORM: &[Key] = &[
     key("daemon.docker.ulimits", UlimitList),
     key("daemon.docker.memory", Int),
     key("daemon.docker.nano_cpus", Int),
-    key("daemon.docker.pull_policy", Str),
-    key("daemon.docker.restart_policy", Str),
-    key("daemon.docker.host", Str),
+    key("daemon.docker.pull_policy", Parsed(Parser::Pull)),
+    key("daemon.docker.restart_policy", Parsed(Parser::Restart)),
+    key("daemon.docker.host", Parsed(Parser::Engine)),
     key("daemon.swarm.network", Str),
     key("daemon.swarm.extra_hosts", StrList),
     key("daemon.swarm.dns", StrList),
@@ -173,7 +183,7 @@ pub(crate) const PLATFORM: &[Key] = &[
     key("daemon.swarm.restart_condition", Str),
     key("daemon.swarm.restart_delay", Int),
     key("daemon.swarm.restart_max_attempts", Int),
-    key("daemon.swarm.pull_policy", Str),
+    key("daemon.swarm.pull_policy", Parsed(Parser::Pull)),
 ];
 
 /// The table a dotted key belongs to, and the key relative to it.
@@ -225,6 +235,8 @@ pub(crate) struct Bad {
     pub key: String,
     pub value: Option<String>,
     pub problem: String,
+    /// Only a warning: the value is dropped and the default stands in.
+    pub warning: bool,
 }
 
 impl Bad {
@@ -233,6 +245,7 @@ impl Bad {
             key: key.to_string(),
             value: text_of(value),
             problem: problem.into(),
+            warning: false,
         }
     }
 }
@@ -271,8 +284,20 @@ pub(crate) fn coerce(kind: Kind, key: &str, value: Value) -> Result<Value, Vec<B
         UlimitList => to_ulimit_list(key, value),
         StrMap => to_str_map(key, value),
         Object => one(to_object(key, value)),
+        Parsed(parser) => one(to_parsed(parser, key, &value)),
         Section | Ignored => Ok(value),
     }
+}
+
+/// The text of `value` through `parser`: what the settings deserialize.
+fn to_parsed(parser: Parser, key: &str, value: &Value) -> Result<Value, Bad> {
+    let text = to_str(key, value)?;
+    parser.read(&text).map_err(|refused| Bad {
+        key: key.to_string(),
+        value: refused.shown.then_some(text),
+        problem: refused.problem,
+        warning: refused.warning,
+    })
 }
 
 fn to_str(key: &str, value: &Value) -> Result<String, Bad> {
@@ -333,6 +358,7 @@ fn parse_json_text(key: &str, text: &str, what: &str) -> Result<Value, Bad> {
         key: key.to_string(),
         value: None,
         problem: format!("looks like JSON but is not a valid JSON {what}: {e}"),
+        warning: false,
     })
 }
 
@@ -370,6 +396,7 @@ fn indexed(key: &str, map: Map<String, Value>) -> Result<Vec<Value>, Bad> {
                 problem:
                     "expected a list; indexed entries need numeric indexes (KEY__0, KEY__1, ...)"
                         .into(),
+                warning: false,
             });
         };
         items.push((n, item));
@@ -469,6 +496,7 @@ fn to_object(key: &str, value: Value) -> Result<Value, Bad> {
                 "expected a mapping (or a JSON object string), got {}",
                 described(&other)
             ),
+            warning: false,
         }),
     }
 }
@@ -712,12 +740,13 @@ mod tests {
             (Word, "level") => ["debug", "warn"],
             (Word, "format") => ["pretty", "json"],
             (Str, "url" | "connector_url" | "api") => ["https://a.test", "http://b.test"],
-            (Str, "image_pull_policy") => ["Never", "Always"],
-            (Str, "pull_policy") => ["never", "always"],
-            (Str, "restart_policy") => ["on-failure:3", "always"],
-            (Str, "host") => ["tcp://127.0.0.1:2375", "unix:///run/docker.sock"],
+            (Parsed(Parser::KubernetesPull), _) => ["Never", "Always"],
+            (Parsed(Parser::Pull), _) => ["never", "always"],
+            (Parsed(Parser::Restart), _) => ["on-failure:3", "always"],
+            (Parsed(Parser::Engine), _) => ["tcp://127.0.0.1:2375", "unix:///run/docker.sock"],
+            (Parsed(Parser::ApiVersion), _) => ["v1.44", "1.41"],
+            (Parsed(Parser::JsonObject), _) => ["{\"a\": 1}", "{\"a\": 2}"],
             (Str, "restart_condition") => ["any", "none"],
-            (Str, "base_deployment_json") => ["{\"a\": 1}", "{\"a\": 2}"],
             (Str, "listen") => ["127.0.0.1:9464", "[::1]:9465"],
             // Named files are checked at load: PEM that exists (inline for CAs).
             (Str, "ca_file") => [

@@ -2,17 +2,19 @@
 //! applies environment variables (`OPENCTI__DAEMON__SELECTOR`), types every
 //! value by its key, and returns `Settings` with the origin of each value.
 //! Every problem is collected and returned together, never only the first
-//! (CONTRACT §7.1, D25). The rules on values themselves live in `validate`.
+//! (CONTRACT §7.1, D25). Values with a grammar go through their parser in
+//! `values`; the rules across values live in `validate`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::Settings;
 use super::error::{ConfigError, Origin};
 use super::files;
 use super::keys::{self, Kind};
+use super::{EngineAddress, Selector, Settings};
+use crate::platform::PlatformKind;
 
 /// A loaded configuration.
 #[derive(Debug)]
@@ -55,9 +57,13 @@ fn load_from(dir: PathBuf, env: &[(String, String)]) -> Result<Loaded, Vec<Confi
         mut errors,
         mut warnings,
     } = assemble(&dir, env);
-    let Some(settings) = settings else {
+    let Some(mut settings) = settings else {
         return Err(errors);
     };
+    match docker_host(&settings, env) {
+        Ok(address) => settings.docker_host = address,
+        Err(e) => errors.push(e),
+    }
     errors.extend(settings.validate(&origins));
     errors.extend(settings.file_problems(&origins));
     warnings.extend(settings.warnings(&origins).iter().map(|w| w.to_string()));
@@ -100,6 +106,7 @@ fn assemble(dir: &Path, env: &[(String, String)]) -> Assembled {
         origins,
         mut errors,
         warnings,
+        ..
     } = layers;
     let settings = match serde_json::from_value::<Settings>(Value::Object(tree)) {
         Ok(settings) => Some(settings),
@@ -199,6 +206,9 @@ struct Layers {
     origins: BTreeMap<String, Origin>,
     errors: Vec<ConfigError>,
     warnings: Vec<String>,
+    /// Values their parser refused, judged once the whole tree is typed
+    /// (whether the key is used decides error or warning).
+    refused: Vec<keys::Bad>,
 }
 
 impl Layers {
@@ -403,6 +413,17 @@ impl Layers {
         let mut tree = std::mem::take(&mut self.tree);
         self.coerce_map(&mut tree, "");
         self.tree = tree;
+        for b in std::mem::take(&mut self.refused) {
+            let origin = origin_at(&self.origins, &b.key);
+            match unused(&self.tree, &b.key) {
+                Some(why) => {
+                    let problem = format!("{} ({why}, ignored)", b.problem);
+                    self.warn(&b.key, b.value, origin, problem);
+                }
+                None if b.warning => self.warn(&b.key, b.value, origin, b.problem),
+                None => self.error(&b.key, b.value, origin, b.problem),
+            }
+        }
     }
 
     fn coerce_map(&mut self, map: &mut Map<String, Value>, prefix: &str) {
@@ -420,9 +441,12 @@ impl Layers {
                 }
                 (Some(kind), value) if kind != Kind::Section && kind != Kind::Ignored => {
                     match keys::coerce(kind, &key, value) {
+                        // Blank where blank means unset (an engine address, ...).
+                        Ok(Value::Null) => {}
                         Ok(value) => {
                             map.insert(name, value);
                         }
+                        Err(bad) if matches!(kind, Kind::Parsed(_)) => self.refused.extend(bad),
                         Err(bad) => {
                             for b in bad {
                                 let origin = origin_at(&self.origins, &b.key);
@@ -482,6 +506,72 @@ impl Layers {
                 );
             }
         }
+    }
+}
+
+/// Why a key of a parsed type goes unused, if it does: a value its parser
+/// refuses is then only a warning, as before those keys were typed (a disabled
+/// platform, a Portainer section under another selector, a JSON text that
+/// `base_deployment` overrides). The `opencti` docker section also serves an
+/// `openaev` that has none (§6.1).
+fn unused(tree: &Map<String, Value>, key: &str) -> Option<&'static str> {
+    let (platform, rest) = key.split_once('.')?;
+    if !keys::PLATFORMS.contains(&platform) {
+        return None;
+    }
+    let serves_openaev = platform == "opencti"
+        && rest.starts_with("daemon.docker.")
+        && is_enabled(tree, "openaev")
+        && lookup(tree, "openaev.daemon.docker").is_none();
+    if !is_enabled(tree, platform) && !serves_openaev {
+        return Some("platform disabled");
+    }
+    let selector = lookup(tree, &format!("{platform}.daemon.selector"));
+    if rest.starts_with("daemon.portainer.") && selector != Some(&Value::from("portainer")) {
+        return Some("the selector is not portainer");
+    }
+    let base = lookup(
+        tree,
+        &format!("{platform}.daemon.kubernetes.base_deployment"),
+    );
+    if rest == "daemon.kubernetes.base_deployment_json" && base.is_some_and(|b| !b.is_null()) {
+        return Some("base_deployment is set and wins");
+    }
+    None
+}
+
+/// `DOCKER_HOST` from `env`, parsed. A value the parser refuses is an error
+/// only where it would be used: an enabled platform that reaches a Docker
+/// engine (selector docker or swarm) without its own `{p}.daemon.docker.host`.
+fn docker_host(
+    settings: &Settings,
+    env: &[(String, String)],
+) -> Result<Option<EngineAddress>, ConfigError> {
+    let Some(text) = env_var(env, "DOCKER_HOST").filter(|h| !h.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let problem = match text.parse::<EngineAddress>() {
+        Ok(address) => return Ok(Some(address)),
+        Err(problem) => problem,
+    };
+    let user = [PlatformKind::OpenCti, PlatformKind::OpenAev]
+        .into_iter()
+        .find(|kind| {
+            let p = settings.platform(*kind);
+            p.enable
+                && matches!(p.daemon.selector, Selector::Docker | Selector::Swarm)
+                && settings
+                    .docker_options(*kind)
+                    .is_none_or(|o| o.host.is_none())
+        });
+    match user {
+        Some(kind) => Err(ConfigError::new(
+            format!("{kind}.daemon.docker.host"),
+            Some(crate::http::without_userinfo(text)),
+            Origin::Env("DOCKER_HOST".into()),
+            format!("{problem} (DOCKER_HOST stands in for this unset key)"),
+        )),
+        None => Ok(None),
     }
 }
 
@@ -562,6 +652,7 @@ mod tests {
     use super::*;
     use crate::config::files::test_support::{Scratch, env, fixture, load_err, load_ok};
     use crate::config::{PlatformSettings, Selector};
+    use crate::orchestrator::docker::{ApiVersion, PullPolicy};
     use crate::secret::Secret;
 
     #[test]
@@ -598,14 +689,14 @@ mod tests {
             );
             assert_eq!(p.daemon.selector, Selector::Kubernetes);
             let k8s = p.daemon.kubernetes.as_ref().unwrap();
-            assert_eq!(k8s.image_pull_policy.as_deref(), Some("IfNotPresent"));
+            assert_eq!(k8s.image_pull_policy, PullPolicy::IfNotPresent);
             assert_eq!(k8s.base_deployment, None);
             let portainer = p.daemon.portainer.as_ref().unwrap();
             assert_eq!(portainer.api.as_deref(), Some(api));
             assert_eq!(portainer.api_key, Some(Secret::new("ChangeMe")));
             assert_eq!(portainer.env_id.as_deref(), Some("3"));
             assert_eq!(portainer.env_type.as_deref(), Some("docker"));
-            assert_eq!(portainer.api_version.as_deref(), Some("v1.44"));
+            assert_eq!(portainer.api_version, ApiVersion::parse("v1.44"));
             assert!(
                 p.daemon.registry.is_none()
                     && p.daemon.docker.is_none()

@@ -1,7 +1,9 @@
 //! Settings: the typed configuration of CONTRACT §7 (keys, types, defaults).
 //! Loading and layering (default.yaml → $COMPOSER_ENV.yaml → env `A__B__C`) live
-//! in `files`, `keys` and `load`, the rules on values in `validate`; this file is
-//! only the shape.
+//! in `files`, `keys` and `load`; single values with a grammar (engine address,
+//! policies, API version) are parsed by `values`, the rules across values are in
+//! `validate`; this file is only the shape. Orchestrators take the values as
+//! parsed: their constructors fail only on I/O (CA files, kubeconfig).
 //! Keys added beyond the existing composer are optional and marked "ours".
 
 mod error;
@@ -10,14 +12,17 @@ mod keys;
 mod load;
 mod named_files;
 mod validate;
+mod values;
 
 pub use error::{ConfigError, Origin, is_secret_key};
 pub use load::{Loaded, load};
+pub use values::{DEFAULT_ENGINE, Endpoint, EngineAddress, RestartPolicy};
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::orchestrator::docker::{ApiVersion, PullPolicy};
 use crate::platform::PlatformKind;
 use crate::secret::Secret;
 
@@ -28,6 +33,10 @@ pub struct Settings {
     pub manager: Manager,
     pub opencti: PlatformSettings,
     pub openaev: PlatformSettings,
+    /// `DOCKER_HOST` from the environment the loader was given, parsed: the
+    /// engine address where `{p}.daemon.docker.host` is unset. Not a key.
+    #[serde(skip)]
+    pub docker_host: Option<EngineAddress>,
 }
 
 impl Default for Settings {
@@ -40,6 +49,7 @@ impl Default for Settings {
             manager: Manager::default(),
             opencti,
             openaev: PlatformSettings::default(),
+            docker_host: None,
         }
     }
 }
@@ -69,6 +79,15 @@ impl Settings {
             .docker
             .as_ref()
             .or(self.opencti.daemon.docker.as_ref())
+    }
+
+    /// The Docker engine of a platform (Docker, Swarm): `{p}.daemon.docker.host`
+    /// (with the `opencti` fallback), else `DOCKER_HOST`, else the default socket.
+    pub fn engine(&self, kind: PlatformKind) -> EngineAddress {
+        self.docker_options(kind)
+            .and_then(|o| o.host.clone())
+            .or_else(|| self.docker_host.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -270,9 +289,12 @@ pub struct Registry {
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct KubernetesSettings {
-    pub image_pull_policy: Option<String>,
+    /// `Always` | `IfNotPresent` | `Never` (another spelling: a warning at load).
+    #[serde(deserialize_with = "values::parsed")]
+    pub image_pull_policy: PullPolicy,
     pub base_deployment: Option<serde_json::Value>,
-    pub base_deployment_json: Option<String>,
+    /// The JSON text parsed at load (an object).
+    pub base_deployment_json: Option<serde_json::Value>,
     pub image_resources: Option<serde_json::Value>,
     /// Ours: overrides the kubeconfig / in-cluster namespace.
     pub namespace: Option<String>,
@@ -285,6 +307,17 @@ pub struct KubernetesSettings {
     pub connect_timeout: Option<u64>,
 }
 
+impl KubernetesSettings {
+    /// The Deployment the generated one merges into: `base_deployment`, else
+    /// `base_deployment_json` (§6.3), checked at load.
+    pub fn base(&self) -> Option<&serde_json::Value> {
+        self.base_deployment
+            .as_ref()
+            .filter(|v| !v.is_null())
+            .or(self.base_deployment_json.as_ref())
+    }
+}
+
 /// `{p}.daemon.portainer.*`
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
@@ -293,7 +326,9 @@ pub struct PortainerSettings {
     pub api_key: Option<Secret>,
     pub env_id: Option<String>,
     pub env_type: Option<String>,
-    pub api_version: Option<String>,
+    /// The highest Engine API version used through the proxy (`v1.44`).
+    #[serde(deserialize_with = "values::parsed_opt")]
+    pub api_version: Option<ApiVersion>,
     pub stack: Option<String>,
     pub network_mode: Option<String>,
     /// Ours: a PEM CA bundle (file path or inline PEM) trusted for `api`,
@@ -337,12 +372,15 @@ pub struct DockerOptions {
     /// Ours: CPU limit in nano-CPUs.
     pub nano_cpus: Option<i64>,
     /// Ours: `always` | `if-not-present` | `never`.
-    pub pull_policy: Option<String>,
+    #[serde(deserialize_with = "values::parsed")]
+    pub pull_policy: PullPolicy,
     /// Ours: `no` | `on-failure[:N]` | `unless-stopped` | `always`.
-    pub restart_policy: Option<String>,
+    #[serde(deserialize_with = "values::parsed")]
+    pub restart_policy: RestartPolicy,
     /// Ours: engine address (`unix:///path` or `tcp://host:port`); default
-    /// `DOCKER_HOST`, else `unix:///var/run/docker.sock`.
-    pub host: Option<String>,
+    /// `DOCKER_HOST`, else `unix:///var/run/docker.sock` (see `Settings::engine`).
+    #[serde(deserialize_with = "values::parsed_opt")]
+    pub host: Option<EngineAddress>,
 }
 
 /// `{p}.daemon.swarm.*`: ServiceSpec options (§6.4). Durations are
@@ -373,7 +411,8 @@ pub struct SwarmOptions {
     pub restart_delay: Option<i64>,
     pub restart_max_attempts: Option<i64>,
     /// Ours: the manager-side pull before create, as `daemon.docker.pull_policy`.
-    pub pull_policy: Option<String>,
+    #[serde(deserialize_with = "values::parsed")]
+    pub pull_policy: PullPolicy,
 }
 
 /// `{p}.daemon.swarm.resources.*`

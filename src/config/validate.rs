@@ -1,19 +1,19 @@
 //! Rules on configuration values once typed: allowed words, positive periods,
 //! URL schemes, what each selector needs (CONTRACT §1, §6, §7.2). Each problem
 //! names its key, value, origin and fix; errors stop startup, warnings do not.
-//! Typing and layering are `load`'s job; this file reads only `Settings`.
+//! Typing, layering and the grammar of single values (`values`) are `load`'s
+//! job; this file reads only `Settings`.
 
 use std::collections::BTreeMap;
 
 use super::error::{ConfigError, Origin};
 use super::load::origin_at;
-use super::{DockerOptions, KubernetesSettings, Manager, PlatformSettings, Selector, Settings};
-use crate::orchestrator::docker::{ApiVersion, PullPolicy, parse_restart_policy};
+use super::{KubernetesSettings, Manager, PlatformSettings, Selector, Settings};
+use crate::orchestrator::kubernetes::manifest;
 use crate::platform::PlatformKind;
 
 const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 const FORMATS: [&str; 2] = ["json", "pretty"];
-const K8S_PULL: [&str; 3] = ["Always", "IfNotPresent", "Never"];
 const SWARM_RESTART: [&str; 3] = ["none", "on-failure", "any"];
 /// OpenCTI marks a manager inactive after 5 minutes without a ping (§8.2).
 const PING_LIMIT: u64 = 300;
@@ -120,9 +120,17 @@ impl Findings<'_> {
         }
     }
 
+    /// A URL the HTTP clients can reach, by their own parser.
     fn http_url(&mut self, key: &str, value: &str) {
         if !(value.starts_with("http://") || value.starts_with("https://")) {
             self.error(key, Some(value), "must start with http:// or https://");
+        } else if let Some(problem) = crate::http::url_problem(value) {
+            let shown = crate::http::without_userinfo(value);
+            self.error(
+                key,
+                Some(&shown),
+                &format!("is not a usable URL: {problem}"),
+            );
         }
     }
 }
@@ -244,19 +252,18 @@ fn check_platform(s: &Settings, kind: PlatformKind, f: &mut Findings) {
         check_portainer(name, p, f);
     }
     if let Some(k8s) = &p.daemon.kubernetes {
-        check_kubernetes(&format!("{name}.daemon.kubernetes"), k8s, f);
+        let used = p.daemon.selector == Selector::Kubernetes;
+        check_kubernetes(&format!("{name}.daemon.kubernetes"), k8s, used, f);
     }
     check_shared_sections(s, kind, f);
-    if let Some(swarm) = &p.daemon.swarm {
-        let key = format!("{name}.daemon.swarm");
-        check_pull_policy(
-            &format!("{key}.pull_policy"),
-            swarm.pull_policy.as_deref(),
-            f,
-        );
-        if let Some(restart) = &swarm.restart_condition {
-            f.one_of(&format!("{key}.restart_condition"), restart, &SWARM_RESTART);
-        }
+    if let Some(restart) = p
+        .daemon
+        .swarm
+        .as_ref()
+        .and_then(|s| s.restart_condition.as_ref())
+    {
+        let key = format!("{name}.daemon.swarm.restart_condition");
+        f.one_of(&key, restart, &SWARM_RESTART);
     }
 }
 
@@ -268,15 +275,25 @@ fn check_shared_sections(s: &Settings, kind: PlatformKind, f: &mut Findings) {
         let owner = if has_own { kind.as_str() } else { "opencti" };
         format!("{owner}.daemon.{section}")
     };
-    if let Some(docker) = s.docker_options(kind) {
-        check_docker(&own("docker", p.daemon.docker.is_some()), docker, f);
-    }
     if let Some(registry) = s.registry(kind) {
         let set = |v: Option<&str>| v.is_some_and(|v| !v.is_empty());
         let user = set(registry.username.as_deref());
         let password = set(registry.password.as_ref().map(|p| p.expose()));
+        let key = own("registry", p.daemon.registry.is_some());
+        // Kubernetes names the pull secret after the server (§6.3).
+        if user
+            && password
+            && !set(registry.server.as_deref())
+            && p.daemon.selector == Selector::Kubernetes
+        {
+            f.error(
+                &format!("{key}.server"),
+                None,
+                "is required with selector kubernetes when username and password are set: \
+                 the image pull secret is made for this registry",
+            );
+        }
         if user != password {
-            let key = own("registry", p.daemon.registry.is_some());
             let missing = if user { "password" } else { "username" };
             f.warn(
                 &format!("{key}.{missing}"),
@@ -352,18 +369,6 @@ fn check_portainer(name: &str, p: &PlatformSettings, f: &mut Findings) {
             "is required with selector portainer: the Portainer environment (endpoint) id",
         );
     }
-    if let Some(version) = portainer
-        .api_version
-        .as_deref()
-        .filter(|v| !v.trim().is_empty())
-        && ApiVersion::parse(version).is_none()
-    {
-        f.error(
-            &format!("{key}.api_version"),
-            Some(version),
-            "expected an Engine API version such as v1.44",
-        );
-    }
     if portainer
         .api_key
         .as_ref()
@@ -377,81 +382,32 @@ fn check_portainer(name: &str, p: &PlatformSettings, f: &mut Findings) {
     }
 }
 
-fn check_kubernetes(key: &str, k8s: &KubernetesSettings, f: &mut Findings) {
+/// `used`: the platform runs on Kubernetes, so the base deployment matters.
+fn check_kubernetes(key: &str, k8s: &KubernetesSettings, used: bool, f: &mut Findings) {
     if let Some(t) = k8s.request_timeout {
         f.seconds(&format!("{key}.request_timeout"), t, MAX_REQUEST_TIMEOUT);
     }
     if let Some(t) = k8s.connect_timeout {
         f.seconds(&format!("{key}.connect_timeout"), t, MAX_CONNECT_TIMEOUT);
     }
-    if let Some(policy) = &k8s.image_pull_policy
-        && !K8S_PULL.contains(&policy.as_str())
-    {
+    let from_yaml = k8s.base_deployment.as_ref().is_some_and(|b| !b.is_null());
+    if from_yaml && k8s.base_deployment_json.is_some() {
         f.warn(
-            &format!("{key}.image_pull_policy"),
-            Some(policy),
-            "expected one of Always, IfNotPresent, Never; IfNotPresent is used",
-        );
-    }
-    let Some(json) = &k8s.base_deployment_json else {
-        return;
-    };
-    let json_key = format!("{key}.base_deployment_json");
-    if k8s.base_deployment.is_some() {
-        f.warn(
-            &json_key,
+            &format!("{key}.base_deployment_json"),
             None,
             "is ignored: base_deployment is set and wins",
         );
-        return;
     }
-    // The JSON text may carry env values: the problem names the position only.
-    match serde_json::from_str::<serde_json::Value>(json) {
-        Ok(v) if v.is_object() => {}
-        Ok(_) => f.error(&json_key, None, "must be a JSON object (a Deployment)"),
-        Err(e) => f.error(&json_key, None, &format!("is not valid JSON: {e}")),
-    }
-}
-
-/// A pull policy as the orchestrators read it (one parser: `PullPolicy::parse`,
-/// which also takes the Kubernetes spellings such as `IfNotPresent`).
-fn check_pull_policy(key: &str, policy: Option<&str>, f: &mut Findings) {
-    if let Err(value) = PullPolicy::parse(policy) {
-        f.error(
-            key,
-            Some(&value),
-            "expected one of always, if-not-present, never",
-        );
-    }
-}
-
-fn check_docker(key: &str, docker: &DockerOptions, f: &mut Findings) {
-    check_pull_policy(
-        &format!("{key}.pull_policy"),
-        docker.pull_policy.as_deref(),
-        f,
-    );
-    // The orchestrator's own parser: what it takes is what passes here.
-    if let Some(policy) = &docker.restart_policy
-        && parse_restart_policy(Some(policy)).is_none()
+    // The orchestrator's merge relies on this shape (CONTRACT §6.3 (c)).
+    if let Some(base) = k8s.base().filter(|_| used)
+        && let Err(problem) = manifest::check_base(base)
     {
-        f.error(
-            &format!("{key}.restart_policy"),
-            Some(policy),
-            "expected one of no, on-failure, on-failure:N, unless-stopped, always",
-        );
-    }
-    // The schemes the Docker client takes (`Client::from_host`).
-    if let Some(host) = &docker.host
-        && !["unix://", "tcp://", "http://"]
-            .iter()
-            .any(|scheme| host.starts_with(scheme))
-    {
-        f.error(
-            &format!("{key}.host"),
-            Some(host),
-            "expected unix:///path/to/docker.sock, tcp://host:port or http://host:port",
-        );
+        let which = if from_yaml {
+            "base_deployment"
+        } else {
+            "base_deployment_json"
+        };
+        f.error(&format!("{key}.{which}"), None, &problem);
     }
 }
 
@@ -543,6 +499,29 @@ mod tests {
     }
 
     #[test]
+    fn urls_are_checked_by_the_clients_own_parser() {
+        let mut s = Settings::default();
+        s.opencti.url = "https://".into();
+        s.opencti.daemon.selector = Selector::Portainer;
+        s.opencti.daemon.portainer = Some(PortainerSettings {
+            api: Some("https://user:pw@ bad:9443".into()),
+            env_id: Some("3".into()),
+            ..PortainerSettings::default()
+        });
+        let errors = s.validate(&origins());
+        assert_eq!(
+            keys_of(&errors),
+            ["opencti.url", "opencti.daemon.portainer.api"]
+        );
+        assert!(
+            errors
+                .iter()
+                .all(|e| e.problem.starts_with("is not a usable URL"))
+        );
+        assert!(!errors[1].to_string().contains("pw"), "{}", errors[1]);
+    }
+
+    #[test]
     fn nothing_enabled_is_an_error() {
         let mut s = Settings::default();
         s.opencti.enable = false;
@@ -583,109 +562,42 @@ mod tests {
     }
 
     #[test]
-    fn invalid_kubernetes_pull_policy_is_only_a_warning() {
+    fn a_base_deployment_the_merge_cannot_use_is_an_error_under_kubernetes() {
         let mut s = Settings::default();
-        s.opencti.daemon.kubernetes = Some(KubernetesSettings {
-            image_pull_policy: Some("always".into()),
-            ..KubernetesSettings::default()
-        });
-        assert_eq!(s.validate(&origins()), vec![]);
-        let warnings = s.warnings(&origins());
-        assert!(keys_of(&warnings).contains(&"opencti.daemon.kubernetes.image_pull_policy"));
-    }
-
-    #[test]
-    fn base_deployment_json_must_be_a_json_object() {
-        let mut s = Settings::default();
-        let k8s = |json: &str| KubernetesSettings {
-            base_deployment_json: Some(json.into()),
+        let k8s = |base: serde_json::Value| KubernetesSettings {
+            base_deployment: Some(base),
             ..KubernetesSettings::default()
         };
-        s.opencti.daemon.kubernetes = Some(k8s("{\"spec\": {}}"));
+        s.opencti.daemon.kubernetes = Some(k8s(serde_json::json!({"spec": {}})));
         assert_eq!(s.validate(&origins()), vec![]);
-        s.opencti.daemon.kubernetes = Some(k8s("[1]"));
-        assert_eq!(s.validate(&origins()).len(), 1);
-        s.opencti.daemon.kubernetes = Some(k8s("{\"env\": \"s3cret\""));
+        let bad = serde_json::json!({"spec": {"template": {"spec": {"containers": "x"}}}});
+        s.opencti.daemon.kubernetes = Some(k8s(bad));
         let errors = s.validate(&origins());
-        assert_eq!(errors.len(), 1);
-        assert!(!errors[0].to_string().contains("s3cret"));
-    }
-
-    #[test]
-    fn docker_policies_are_checked() {
-        for (pull, restart, bad) in [
-            ("always", "on-failure:5", 0),
-            ("never", "unless-stopped", 0),
-            // The orchestrator's own parser takes the Kubernetes spelling too.
-            ("IfNotPresent", "on-failure:", 1),
-            ("sometimes", "always", 1),
-            ("if-not-present", "sometimes", 1),
-        ] {
-            let mut s = Settings::default();
-            s.opencti.daemon.docker = Some(DockerOptions {
-                pull_policy: Some(pull.into()),
-                restart_policy: Some(restart.into()),
-                ..DockerOptions::default()
-            });
-            assert_eq!(s.validate(&origins()).len(), bad, "{pull} {restart}");
-        }
-    }
-
-    #[test]
-    fn validation_takes_what_the_orchestrators_take() {
-        // The Docker client accepts http:// engine addresses; the swarm pull policy is
-        // read by the same parser as docker's, so both are checked here, not at construction.
-        let mut s = Settings::default();
-        s.opencti.daemon.docker = Some(DockerOptions {
-            host: Some("http://127.0.0.1:2375".into()),
-            pull_policy: Some("Never".into()),
-            ..DockerOptions::default()
-        });
-        let swarm = |policy: &str| crate::config::SwarmOptions {
-            pull_policy: Some(policy.into()),
-            ..crate::config::SwarmOptions::default()
-        };
-        s.opencti.daemon.swarm = Some(swarm("IfNotPresent"));
+        assert_eq!(
+            keys_of(&errors),
+            ["opencti.daemon.kubernetes.base_deployment"]
+        );
+        assert!(errors[0].problem.contains("containers"), "{errors:?}");
+        // Under another selector the section is not used.
+        s.opencti.daemon.selector = Selector::Docker;
         assert_eq!(s.validate(&origins()), vec![]);
-        s.opencti.daemon.swarm = Some(swarm("sometimes"));
-        assert_eq!(
-            keys_of(&s.validate(&origins())),
-            ["opencti.daemon.swarm.pull_policy"]
-        );
     }
 
     #[test]
-    fn a_portainer_api_version_is_checked_with_the_other_values() {
+    fn kubernetes_registry_credentials_need_a_server() {
         let mut s = Settings::default();
-        s.opencti.daemon.selector = Selector::Portainer;
-        s.opencti.daemon.portainer = Some(PortainerSettings {
-            api: Some("https://p:9443".into()),
-            env_id: Some("3".into()),
-            api_version: Some("latest".into()),
-            ..PortainerSettings::default()
-        });
-        s.manager.execute_schedule = 0;
-        assert_eq!(
-            keys_of(&s.validate(&origins())),
-            [
-                "manager.execute_schedule",
-                "opencti.daemon.portainer.api_version"
-            ]
-        );
-    }
-
-    #[test]
-    fn openaev_falls_back_to_the_opencti_docker_section_and_reports_it_once() {
-        let mut s = Settings::default();
-        s.openaev.enable = true;
-        s.opencti.daemon.docker = Some(DockerOptions {
-            pull_policy: Some("sometimes".into()),
-            ..DockerOptions::default()
+        s.opencti.daemon.registry = Some(Registry {
+            username: Some("bob".into()),
+            password: Some(Secret::new("pw")),
+            ..Registry::default()
         });
         assert_eq!(
             keys_of(&s.validate(&origins())),
-            ["opencti.daemon.docker.pull_policy"]
+            ["opencti.daemon.registry.server"]
         );
+        // The Docker family pulls from Docker Hub without one.
+        s.opencti.daemon.selector = Selector::Docker;
+        assert_eq!(s.validate(&origins()), vec![]);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::docker::client::encode;
-use super::docker::{ApiVersion, Client, Docker};
+use super::docker::{Client, Docker};
 use super::{Error, Orchestrator, Spec, Workload};
 use crate::config::{PortainerSettings, Settings};
 use crate::http::{self, ClientOptions};
@@ -36,45 +36,24 @@ impl Portainer {
     /// by `api_version`. No call is made here.
     ///
     /// # Errors
-    /// `Error::Config` naming the setting: no section or `api`, no `env_id`, an
-    /// `env_type` other than `docker`, an unreadable `ca_file`, a bad `api_version`.
+    /// `Error::Config` for an unreadable `ca_file` or proxy CA file. Values were
+    /// checked at load, which requires `api` and `env_id` with selector portainer;
+    /// settings built otherwise without them are refused as "not set".
     pub fn new(settings: &Settings, platform: PlatformKind) -> Result<Portainer, Error> {
         let section = format!("{platform}.daemon.portainer");
-        let bad = |key: &str, why: &str| Error::Config {
+        let unset = |key: &str| Error::Config {
             op: "portainer settings",
-            detail: format!("{section}.{key} {why}"),
+            detail: format!("{section}.{key} is not set"),
         };
         let p = settings
             .platform(platform)
             .daemon
             .portainer
-            .as_ref()
-            .ok_or_else(|| bad("api", "is required with selector portainer"))?;
-        if let Some(kind) = p.env_type.as_deref().filter(|t| t.trim() != "docker") {
-            return Err(bad(
-                "env_type",
-                &format!("= {kind:?}: only docker environments are supported"),
-            ));
-        }
-        let api = given(&p.api)
-            .ok_or_else(|| bad("api", "is required with selector portainer"))?
-            .trim_end_matches('/');
-        let env_id = given(&p.env_id).ok_or_else(|| {
-            bad(
-                "env_id",
-                "is required: the Portainer environment (endpoint) id",
-            )
-        })?;
-        let cap = match given(&p.api_version) {
-            Some(v) => Some(ApiVersion::parse(v).ok_or_else(|| {
-                bad(
-                    "api_version",
-                    &format!("= {v:?}: expected a version like v1.44"),
-                )
-            })?),
-            None => None,
-        };
-        let client = client(&section, p, api, env_id, cap)?;
+            .clone()
+            .unwrap_or_default();
+        let api = given(&p.api).ok_or_else(|| unset("api"))?;
+        let env_id = given(&p.env_id).ok_or_else(|| unset("env_id"))?;
+        let client = client(&section, &p, api.trim_end_matches('/'), env_id)?;
         let mut docker = Docker::with_client(client, settings, platform)?;
         if let Some(stack) = given(&p.stack) {
             docker = docker.with_label(COMPOSE_PROJECT, stack);
@@ -140,13 +119,7 @@ fn given(value: &Option<String>) -> Option<&str> {
 ///
 /// # Errors
 /// `Error::Config` for an unreadable `ca_file` or an unusable `api` URL.
-fn client(
-    section: &str,
-    p: &PortainerSettings,
-    api: &str,
-    env_id: &str,
-    cap: Option<ApiVersion>,
-) -> Result<Client, Error> {
+fn client(section: &str, p: &PortainerSettings, api: &str, env_id: &str) -> Result<Client, Error> {
     let config = |detail: String| Error::Config {
         op: "portainer settings",
         detail,
@@ -169,7 +142,7 @@ fn client(
         .collect();
     let base = format!("{api}/api/endpoints/{}/docker", encode(env_id));
     let client = Client::new(agent, base, headers);
-    Ok(match cap {
+    Ok(match p.api_version {
         Some(cap) => client.with_max_api_version(cap),
         None => client,
     })
@@ -221,7 +194,7 @@ mod tests {
             api_key: Some(Secret::new("ptr_key")),
             env_id: Some("3".into()),
             env_type: Some("docker".into()),
-            api_version: Some("v1.44".into()),
+            api_version: super::super::docker::ApiVersion::parse("v1.44"),
             ..PortainerSettings::default()
         };
         edit(&mut p);
@@ -251,30 +224,27 @@ mod tests {
     }
 
     #[test]
-    fn only_docker_environments_are_accepted() {
-        let detail = config_error(&settings(|p| p.env_type = Some("kubernetes".into())));
-        assert_eq!(
-            detail,
-            "opencti.daemon.portainer.env_type = \"kubernetes\": only docker environments are supported"
-        );
-        // Unset means docker, as in the existing composer.
-        assert!(Portainer::new(&settings(|p| p.env_type = None), PlatformKind::OpenCti).is_ok());
+    fn values_checked_at_load_are_not_checked_again() {
+        // `env_type` (docker only) is the loader's rule, in one place.
+        let s = settings(|p| p.env_type = Some("kubernetes".into()));
+        assert!(Portainer::new(&s, PlatformKind::OpenCti).is_ok());
     }
 
     #[test]
-    fn missing_or_unusable_settings_are_named() {
-        let mut none = Settings::default();
-        none.opencti.daemon.portainer = None;
-        assert!(config_error(&none).starts_with("opencti.daemon.portainer.api "));
-        assert!(config_error(&settings(|p| p.api = Some(" ".into()))).contains(".api "));
-        assert!(config_error(&settings(|p| p.env_id = None)).contains(".env_id "));
-        let detail = config_error(&settings(|p| p.api_version = Some("latest".into())));
-        assert!(detail.contains(".api_version = \"latest\""), "{detail}");
+    fn what_only_io_can_break_is_named() {
         let detail = config_error(&settings(|p| {
             p.ca_file = Some("/nonexistent/ca.pem".into())
         }));
         assert!(detail.contains("/nonexistent/ca.pem"), "{detail}");
-        let detail = config_error(&settings(|p| p.api = Some("ftp://portainer".into())));
+        // Settings not built by the loader: what it would have required is named.
+        let mut none = Settings::default();
+        none.opencti.daemon.portainer = None;
+        assert_eq!(
+            config_error(&none),
+            "opencti.daemon.portainer.api is not set"
+        );
+        assert!(config_error(&settings(|p| p.env_id = None)).ends_with(".env_id is not set"));
+        let detail = config_error(&settings(|p| p.api = Some("https://".into())));
         assert!(
             detail.starts_with("opencti.daemon.portainer.api: "),
             "{detail}"

@@ -16,6 +16,7 @@ use ureq::http::{Method, Request, Response};
 use ureq::{Agent, Body};
 
 use super::{image, stream, transport, wire};
+use crate::config::{Endpoint, EngineAddress};
 use crate::orchestrator::Error;
 use crate::secret::Secret;
 
@@ -24,8 +25,6 @@ pub const MAX_API_VERSION: ApiVersion = ApiVersion {
     major: 1,
     minor: 45,
 };
-/// `DOCKER_HOST`'s default.
-pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// A pull is a stream that lasts as long as the download; it only blocks its
 /// own connector's thread (D22).
 const PULL_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -58,21 +57,18 @@ impl ApiVersion {
     }
 }
 
+impl std::str::FromStr for ApiVersion {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ApiVersion, String> {
+        ApiVersion::parse(text).ok_or_else(|| format!("not an API version: {text:?}"))
+    }
+}
+
 impl fmt::Display for ApiVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.major, self.minor)
     }
-}
-
-/// The engine address: `{p}.daemon.docker.host`, else `DOCKER_HOST`, else the default socket.
-pub fn resolve_host(configured: Option<&str>, docker_host_env: Option<&str>) -> String {
-    [configured, docker_host_env]
-        .into_iter()
-        .flatten()
-        .map(str::trim)
-        .find(|h| !h.is_empty())
-        .unwrap_or(DEFAULT_HOST)
-        .to_string()
 }
 
 /// An engine address for messages; its timeouts are per call, not configured.
@@ -160,33 +156,20 @@ impl Client {
         }
     }
 
-    /// A client for a `DOCKER_HOST`-style address: `unix:///path`, `tcp://host:port`
-    /// or `http://host:port`.
-    ///
-    /// # Errors
-    /// `Error::Config` for any other scheme (TLS engine endpoints are not supported).
-    pub fn from_host(host: &str) -> Result<Client, Error> {
-        if let Some(path) = host.strip_prefix("unix://") {
-            let client = Client::new(transport::unix_agent(path), "http://docker", Vec::new());
-            return Ok(client.named(host));
-        }
-        let authority = host
-            .strip_prefix("tcp://")
-            .or_else(|| host.strip_prefix("http://"))
-            .map(|rest| rest.trim_end_matches('/'))
-            .filter(|rest| !rest.is_empty() && !rest.contains('/'));
-        match authority {
-            Some(a) => {
-                let client = Client::new(transport::tcp_agent(), format!("http://{a}"), Vec::new());
-                Ok(client.named(host))
+    /// A client for an engine address (`{p}.daemon.docker.host`, `DOCKER_HOST`),
+    /// named by it in transport errors; no request is made.
+    pub fn for_engine(address: &EngineAddress) -> Client {
+        let client = match address.endpoint() {
+            Endpoint::Unix(path) => {
+                Client::new(transport::unix_agent(path), "http://docker", Vec::new())
             }
-            None => Err(Error::Config {
-                op: "connect to docker",
-                detail: format!(
-                    "unsupported engine address {host:?}: use unix:///path or tcp://host:port"
-                ),
-            }),
-        }
+            Endpoint::Tcp(authority) => Client::new(
+                transport::tcp_agent(),
+                format!("http://{authority}"),
+                Vec::new(),
+            ),
+        };
+        client.named(address.as_str())
     }
 
     /// Names the engine `address` (as configured) in transport errors.
@@ -654,44 +637,11 @@ mod tests {
     }
 
     #[test]
-    fn the_configured_host_wins_over_docker_host() {
-        assert_eq!(
-            resolve_host(Some("tcp://127.0.0.1:2375"), Some("unix:///x.sock")),
-            "tcp://127.0.0.1:2375"
-        );
-        assert_eq!(resolve_host(None, Some("unix:///x.sock")), "unix:///x.sock");
-        assert_eq!(resolve_host(Some(" "), Some("")), DEFAULT_HOST);
-        assert_eq!(resolve_host(None, None), DEFAULT_HOST);
-    }
-
-    #[test]
-    fn only_unix_and_plain_tcp_hosts_are_accepted() {
-        assert_eq!(
-            Client::from_host("unix:///var/run/docker.sock")
-                .unwrap()
-                .base,
-            "http://docker"
-        );
-        assert_eq!(
-            Client::from_host("tcp://127.0.0.1:2375").unwrap().base,
-            "http://127.0.0.1:2375"
-        );
-        assert_eq!(
-            Client::from_host("http://127.0.0.1:2375/").unwrap().base,
-            "http://127.0.0.1:2375"
-        );
-        for bad in [
-            "https://h:2376",
-            "ssh://me@h",
-            "tcp://",
-            "tcp://h:1/x",
-            "/var/run/docker.sock",
-        ] {
-            assert!(
-                matches!(Client::from_host(bad), Err(Error::Config { .. })),
-                "{bad}"
-            );
-        }
+    fn unix_and_plain_tcp_engines_get_their_base() {
+        let base = |s: &str| Client::for_engine(&s.parse().unwrap()).base;
+        assert_eq!(base("unix:///var/run/docker.sock"), "http://docker");
+        assert_eq!(base("tcp://127.0.0.1:2375"), "http://127.0.0.1:2375");
+        assert_eq!(base("http://127.0.0.1:2375/"), "http://127.0.0.1:2375");
     }
 
     #[test]
@@ -726,8 +676,7 @@ mod tests {
                 "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
             ),
         );
-        let c = Client::from_host(&format!("tcp://127.0.0.1:{port}"))
-            .unwrap()
+        let c = Client::for_engine(&format!("tcp://127.0.0.1:{port}").parse().unwrap())
             .with_api_version(ApiVersion::parse("1.41").unwrap());
         let err = c
             .pull_image("busybox:1", Some(&Secret::new("registry-auth")))
@@ -740,15 +689,13 @@ mod tests {
     fn a_fixed_version_skips_negotiation() {
         let v = ApiVersion::parse("v1.44").unwrap();
         // Port 9 is closed: any request would fail, so this proves no call is made.
-        let c = Client::from_host("tcp://127.0.0.1:9")
-            .unwrap()
-            .with_api_version(v);
+        let c = Client::for_engine(&"tcp://127.0.0.1:9".parse().unwrap()).with_api_version(v);
         assert_eq!(c.api_version().unwrap(), v);
     }
 
     #[test]
     fn an_unreachable_engine_is_a_transport_error() {
-        let c = Client::from_host("unix:///nonexistent/docker.sock").unwrap();
+        let c = Client::for_engine(&"unix:///nonexistent/docker.sock".parse().unwrap());
         let err = c.list_containers("opencti-manager=x").unwrap_err();
         assert!(
             matches!(

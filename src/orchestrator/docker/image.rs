@@ -10,27 +10,25 @@ use super::wire::RegistryAuth;
 use crate::config::Registry;
 use crate::secret::Secret;
 
-/// When to pull before creating a container (`{p}.daemon.docker.pull_policy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// When to pull before creating a container (`{p}.daemon.docker.pull_policy`,
+/// `{p}.daemon.swarm.pull_policy`; Kubernetes' `image_pull_policy` too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PullPolicy {
     /// Pull every deploy; a failed pull falls back to a local image (D10).
     Always,
     /// Pull only when the image is not present locally (our default).
+    #[default]
     IfNotPresent,
     /// Never pull; a missing image is an error.
     Never,
 }
 
-impl PullPolicy {
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+
     /// Reads `always` | `if-not-present` | `never`; Kubernetes spellings
-    /// (`IfNotPresent`) are accepted too. `None` gives the default.
-    ///
-    /// # Errors
-    /// Any other value, returned as-is for the message.
-    pub fn parse(value: Option<&str>) -> Result<PullPolicy, String> {
-        let Some(raw) = value else {
-            return Ok(PullPolicy::IfNotPresent);
-        };
+    /// (`IfNotPresent`) are accepted too.
+    fn from_str(raw: &str) -> Result<PullPolicy, String> {
         let folded: String = raw
             .chars()
             .filter(|c| !matches!(c, '-' | '_'))
@@ -40,8 +38,35 @@ impl PullPolicy {
             "always" => Ok(PullPolicy::Always),
             "ifnotpresent" => Ok(PullPolicy::IfNotPresent),
             "never" => Ok(PullPolicy::Never),
-            _ => Err(raw.to_string()),
+            _ => Err("expected one of always, if-not-present, never".into()),
         }
+    }
+}
+
+impl PullPolicy {
+    /// Reads the exact Kubernetes spellings `Always` | `IfNotPresent` | `Never`.
+    pub fn from_kubernetes(text: &str) -> Option<PullPolicy> {
+        match text {
+            "Always" => Some(PullPolicy::Always),
+            "IfNotPresent" => Some(PullPolicy::IfNotPresent),
+            "Never" => Some(PullPolicy::Never),
+            _ => None,
+        }
+    }
+
+    /// The Kubernetes spelling (`imagePullPolicy`).
+    pub fn kubernetes_name(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+impl std::fmt::Display for PullPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.kubernetes_name())
     }
 }
 
@@ -276,20 +301,26 @@ mod tests {
 
     #[test]
     fn pull_policies_parse_in_both_spellings() {
-        assert_eq!(PullPolicy::parse(None), Ok(PullPolicy::IfNotPresent));
-        assert_eq!(PullPolicy::parse(Some("always")), Ok(PullPolicy::Always));
+        let p = |s: &str| s.parse::<PullPolicy>();
+        assert_eq!(PullPolicy::default(), PullPolicy::IfNotPresent);
+        assert_eq!(p("always"), Ok(PullPolicy::Always));
+        assert_eq!(p("if-not-present"), Ok(PullPolicy::IfNotPresent));
+        assert_eq!(p("IfNotPresent"), Ok(PullPolicy::IfNotPresent));
+        assert_eq!(p("Never"), Ok(PullPolicy::Never));
+        assert!(p("sometimes").is_err());
+        assert!(p("").is_err());
+        // Kubernetes takes its own spellings only.
         assert_eq!(
-            PullPolicy::parse(Some("if-not-present")),
-            Ok(PullPolicy::IfNotPresent)
+            PullPolicy::from_kubernetes("Never"),
+            Some(PullPolicy::Never)
         );
-        assert_eq!(
-            PullPolicy::parse(Some("IfNotPresent")),
-            Ok(PullPolicy::IfNotPresent)
-        );
-        assert_eq!(PullPolicy::parse(Some("Never")), Ok(PullPolicy::Never));
-        assert_eq!(
-            PullPolicy::parse(Some("sometimes")),
-            Err("sometimes".into())
-        );
+        assert_eq!(PullPolicy::from_kubernetes("never"), None);
+        for p in [
+            PullPolicy::Always,
+            PullPolicy::IfNotPresent,
+            PullPolicy::Never,
+        ] {
+            assert_eq!(PullPolicy::from_kubernetes(p.kubernetes_name()), Some(p));
+        }
     }
 }

@@ -133,16 +133,16 @@ impl Docker {
     /// `{p}.daemon.registry` and the platform's proxy CA. No engine call is made.
     ///
     /// # Errors
-    /// `Error::Config` for an unsupported engine address, an unknown pull or
-    /// restart policy, or an unreadable `https_proxy_ca` file.
+    /// `Error::Config` for an unreadable `https_proxy_ca` file (values were
+    /// parsed at load).
     pub fn new(settings: &Settings, platform: PlatformKind) -> Result<Docker, Error> {
-        Docker::with_client(engine_client(settings, platform)?, settings, platform)
+        Docker::with_client(engine_client(settings, platform), settings, platform)
     }
 
     /// As `new`, over an already built client (Portainer's HTTPS base and API key).
     ///
     /// # Errors
-    /// As `new`, except for the engine address.
+    /// As `new`.
     pub fn with_client(
         client: Client,
         settings: &Settings,
@@ -152,17 +152,16 @@ impl Docker {
             .docker_options(platform)
             .cloned()
             .unwrap_or_default();
-        let (pull_policy, restart_policy) = policies(&options, platform)?;
         let ca_archive = proxy_ca(settings, platform)?.and_then(|bundle| {
             stream::tar_one_file(PROXY_CA_PATH.trim_start_matches('/'), 0o444, &bundle)
         });
         Ok(Docker {
             client,
             manager_id: settings.manager.id.clone(),
-            options,
             registry: RegistryAccess::from_settings(settings.registry(platform)),
-            pull_policy,
-            restart_policy,
+            pull_policy: options.pull_policy,
+            restart_policy: options.restart_policy.into(),
+            options,
             ca_archive,
             extra_labels: Vec::new(),
             cache: Mutex::new(HashMap::new()),
@@ -503,80 +502,17 @@ pub(crate) fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// The pull and restart policies of `{p}.daemon.docker`.
-///
-/// # Errors
-/// `Error::Config` naming the key and the accepted values.
-fn policies(
-    options: &DockerOptions,
-    platform: PlatformKind,
-) -> Result<(PullPolicy, RestartPolicy), Error> {
-    let invalid = |key: &str, value: &str, accepted: &str| Error::Config {
-        op: "docker settings",
-        detail: format!("{platform}.daemon.docker.{key}: unknown value {value:?} ({accepted})"),
-    };
-    let pull = PullPolicy::parse(options.pull_policy.as_deref())
-        .map_err(|v| invalid("pull_policy", &v, "always, if-not-present, never"))?;
-    let restart_value = options.restart_policy.as_deref();
-    let restart = parse_restart_policy(restart_value).ok_or_else(|| {
-        invalid(
-            "restart_policy",
-            restart_value.unwrap_or_default(),
-            "no, on-failure[:N], unless-stopped, always",
-        )
-    })?;
-    Ok((pull, restart))
-}
-
-/// `no` | `on-failure[:N]` | `unless-stopped` | `always`; default `unless-stopped`.
-///
-/// Why a restart policy at all (D5): the existing composer sets none and
-/// restarts exited containers itself, so `RestartCount` stays 0 and reboot
-/// loops are invisible. With the engine restarting, `RestartCount` is the real
-/// figure and the composer never restarts a crashing container; `unless-stopped`
-/// (not `always`) keeps a container stopped by the composer stopped when the
-/// daemon restarts.
-pub(crate) fn parse_restart_policy(value: Option<&str>) -> Option<RestartPolicy> {
-    let policy = |name, maximum_retry_count| {
-        Some(RestartPolicy {
-            name,
-            maximum_retry_count,
-        })
-    };
-    match value.map(str::trim) {
-        None | Some("") | Some("unless-stopped") => policy("unless-stopped", 0),
-        Some("no") => policy("no", 0),
-        Some("always") => policy("always", 0),
-        Some("on-failure") => policy("on-failure", 0),
-        Some(other) => {
-            let count = other.strip_prefix("on-failure:")?.parse::<i64>().ok()?;
-            if count < 0 {
-                return None;
-            }
-            policy("on-failure", count)
-        }
-    }
-}
-
-/// The client of `platform`'s engine: `{p}.daemon.docker.host`, else
-/// `DOCKER_HOST`, else the default socket (Swarm's manager too).
-///
-/// # Errors
-/// `Error::Config` for an unsupported engine address.
-pub(crate) fn engine_client(settings: &Settings, platform: PlatformKind) -> Result<Client, Error> {
-    let configured = settings
-        .docker_options(platform)
-        .and_then(|o| o.host.as_deref());
-    let env_host = std::env::var("DOCKER_HOST").ok();
-    let host = client::resolve_host(configured, env_host.as_deref());
-    if let Some(remote) = client::remote_plain_tcp(&host) {
+/// The client of `platform`'s engine (`Settings::engine`; Swarm's manager too).
+pub(crate) fn engine_client(settings: &Settings, platform: PlatformKind) -> Client {
+    let address = settings.engine(platform);
+    if let Some(remote) = client::remote_plain_tcp(address.as_str()) {
         log::warn!(
             "{platform}: the Docker engine at {remote} is reached over plain TCP: decrypted \
              connector env values and registry credentials cross the network unencrypted; \
              use a unix socket, or reach a remote engine through an SSH or TLS tunnel"
         );
     }
-    Client::from_host(&host)
+    Client::for_engine(&address)
 }
 
 /// The platform's proxy CA bundle for connectors, when it uses a proxy with a CA (§5.5.2).

@@ -53,29 +53,17 @@ fn engine_states_map_to_workload_states() {
 }
 
 #[test]
-fn restart_policies_parse_with_unless_stopped_by_default() {
-    let p = |name, maximum_retry_count| {
-        Some(RestartPolicy {
-            name,
-            maximum_retry_count,
-        })
+fn restart_policies_become_the_engine_names() {
+    use crate::config::RestartPolicy as Configured;
+    let p = |name, maximum_retry_count| RestartPolicy {
+        name,
+        maximum_retry_count,
     };
-    assert_eq!(parse_restart_policy(None), p("unless-stopped", 0));
-    assert_eq!(parse_restart_policy(Some("no")), p("no", 0));
-    assert_eq!(parse_restart_policy(Some("always")), p("always", 0));
-    assert_eq!(parse_restart_policy(Some("on-failure")), p("on-failure", 0));
-    assert_eq!(
-        parse_restart_policy(Some("on-failure:5")),
-        p("on-failure", 5)
-    );
-    for bad in [
-        "on-failure:-1",
-        "on-failure:x",
-        "sometimes",
-        "unless-stopped:3",
-    ] {
-        assert_eq!(parse_restart_policy(Some(bad)), None, "{bad}");
-    }
+    let wire = |c: Configured| RestartPolicy::from(c);
+    assert_eq!(wire(Configured::default()), p("unless-stopped", 0));
+    assert_eq!(wire(Configured::No), p("no", 0));
+    assert_eq!(wire(Configured::Always), p("always", 0));
+    assert_eq!(wire(Configured::OnFailure(5)), p("on-failure", 5));
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -161,9 +149,9 @@ fn settings_choose_the_policies_and_the_ca_archive() {
     let mut settings = Settings::default();
     settings.manager.id = "m-1".into();
     settings.opencti.daemon.docker = Some(DockerOptions {
-        pull_policy: Some("always".into()),
-        restart_policy: Some("on-failure:2".into()),
-        host: Some("tcp://127.0.0.1:9".into()),
+        pull_policy: PullPolicy::Always,
+        restart_policy: crate::config::RestartPolicy::OnFailure(2),
+        host: Some("tcp://127.0.0.1:9".parse().unwrap()),
         ..DockerOptions::default()
     });
     settings.opencti.with_proxy = true;
@@ -182,28 +170,20 @@ fn settings_choose_the_policies_and_the_ca_archive() {
             maximum_retry_count: 2
         }
     );
+    assert!(format!("{:?}", aev.client).contains("http://127.0.0.1:9"));
     let tar = cti.ca_archive.as_deref().unwrap();
     assert!(tar.starts_with(b"etc/ssl/certs/xtm-proxy-ca.crt\0"));
     assert!(aev.ca_archive.is_none());
 }
 
 #[test]
-fn unknown_policies_are_config_errors_naming_the_key() {
+fn an_unreadable_proxy_ca_file_is_the_one_error_left_to_the_constructor() {
     let mut settings = Settings::default();
-    settings.openaev.daemon.docker = Some(DockerOptions {
-        pull_policy: Some("sometimes".into()),
-        ..DockerOptions::default()
-    });
-    let err = Docker::new(&settings, PlatformKind::OpenAev).unwrap_err();
+    settings.opencti.with_proxy = true;
+    settings.opencti.https_proxy_ca = vec!["/nonexistent/proxy-ca.pem".into()];
+    let err = Docker::new(&settings, PlatformKind::OpenCti).unwrap_err();
     assert!(
-        err.to_string()
-            .contains("openaev.daemon.docker.pull_policy"),
+        err.to_string().contains("/nonexistent/proxy-ca.pem"),
         "{err}"
     );
-    settings.openaev.daemon.docker = Some(DockerOptions {
-        restart_policy: Some("sometimes".into()),
-        ..DockerOptions::default()
-    });
-    let err = Docker::new(&settings, PlatformKind::OpenAev).unwrap_err();
-    assert!(err.to_string().contains("restart_policy"), "{err}");
 }

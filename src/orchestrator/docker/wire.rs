@@ -199,6 +199,22 @@ pub(crate) struct RestartPolicy {
     pub maximum_retry_count: i64,
 }
 
+impl From<crate::config::RestartPolicy> for RestartPolicy {
+    fn from(policy: crate::config::RestartPolicy) -> Self {
+        use crate::config::RestartPolicy as Configured;
+        let (name, maximum_retry_count) = match policy {
+            Configured::No => ("no", 0),
+            Configured::Always => ("always", 0),
+            Configured::UnlessStopped => ("unless-stopped", 0),
+            Configured::OnFailure(n) => ("on-failure", n),
+        };
+        RestartPolicy {
+            name,
+            maximum_retry_count,
+        }
+    }
+}
+
 impl<'a> HostConfig<'a> {
     /// The §6.1 options (plus ours: memory, nano_cpus) that are set, and the restart policy.
     pub(crate) fn from_options(opts: &'a DockerOptions, restart: RestartPolicy) -> Self {
@@ -374,9 +390,9 @@ mod tests {
             ],
             memory: Some(536870912),
             nano_cpus: Some(500000000),
-            pull_policy: Some("never".into()),
-            restart_policy: Some("no".into()),
-            host: Some("unix:///x".into()),
+            pull_policy: crate::orchestrator::docker::PullPolicy::Never,
+            restart_policy: crate::config::RestartPolicy::No,
+            host: Some("unix:///x".parse().unwrap()),
         };
         let policy = RestartPolicy {
             name: "on-failure",

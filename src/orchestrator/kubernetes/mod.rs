@@ -93,7 +93,7 @@ impl Kubernetes {
     /// (kubeconfig, else in-cluster). No API call is made.
     ///
     /// # Errors
-    /// No usable connection, or an invalid `daemon.kubernetes` / registry / proxy CA setting.
+    /// No usable connection, or an unreadable proxy CA file (values were parsed at load).
     pub fn new(settings: &Settings, platform: PlatformKind) -> Result<Kubernetes, Error> {
         Kubernetes::with_source(settings, platform, &Source::detect()?)
     }
@@ -121,12 +121,12 @@ impl Kubernetes {
         let registry_server = registry
             .and_then(|r| r.server.clone())
             .filter(|s| !s.is_empty());
-        let pull = pull_secret(registry)?;
+        let pull = pull_secret(registry);
         let shape = Shape {
             manager_id: settings.manager.id.clone(),
-            pull_policy: pull_policy(ks.image_pull_policy.as_deref()),
+            pull_policy: ks.image_pull_policy.kubernetes_name().into(),
             resources: ks.image_resources.clone().filter(|r| !r.is_null()),
-            base: base_deployment(&ks)?,
+            base: ks.base().cloned(),
             pull_secret: pull.as_ref().map(|s| s.name.clone()),
             proxy_ca: false,
             plain_env: ks.plain_env,
@@ -562,62 +562,20 @@ fn workload(d: &wire::Deployment, status: Option<&wire::ContainerStatus>) -> Wor
     }
 }
 
-/// `image_pull_policy`: `Always` | `IfNotPresent` | `Never`; anything else warns
-/// and falls back to `IfNotPresent` (§6.3).
-fn pull_policy(setting: Option<&str>) -> String {
-    match setting {
-        None => "IfNotPresent".into(),
-        Some(p @ ("Always" | "IfNotPresent" | "Never")) => p.into(),
-        Some(other) => {
-            log::warn!(
-                "kubernetes image_pull_policy {other:?} is not Always, IfNotPresent or Never; using IfNotPresent"
-            );
-            "IfNotPresent".into()
-        }
-    }
-}
-
-/// `base_deployment`, else `base_deployment_json`, checked.
-fn base_deployment(
-    ks: &crate::config::KubernetesSettings,
-) -> Result<Option<serde_json::Value>, Error> {
-    let bad = |detail: String| Error::Config {
-        op: "read kubernetes base deployment",
-        detail,
-    };
-    let base = match (&ks.base_deployment, ks.base_deployment_json.as_deref()) {
-        (Some(v), _) if !v.is_null() => v.clone(),
-        (_, Some(text)) if !text.trim().is_empty() => serde_json::from_str(text)
-            .map_err(|e| bad(format!("base_deployment_json is not JSON: {e}")))?,
-        _ => return Ok(None),
-    };
-    manifest::check_base(&base).map_err(bad)?;
-    Ok(Some(base))
-}
-
-fn pull_secret(registry: Option<&crate::config::Registry>) -> Result<Option<PullSecret>, Error> {
-    let Some(r) = registry else { return Ok(None) };
-    let (Some(user), Some(password)) = (
-        r.username.as_deref().filter(|u| !u.is_empty()),
-        r.password.as_ref().filter(|p| !p.is_empty()),
-    ) else {
-        return Ok(None);
-    };
-    let server = r
-        .server
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .ok_or(Error::Config {
-            op: "configure kubernetes pull secret",
-            detail: "registry username and password are set but registry.server is not".into(),
-        })?;
-    Ok(Some(PullSecret {
+/// The registry pull secret, when username, password and server are set (the
+/// loader refuses credentials without a server for Kubernetes).
+fn pull_secret(registry: Option<&crate::config::Registry>) -> Option<PullSecret> {
+    let r = registry?;
+    let user = r.username.as_deref().filter(|u| !u.is_empty())?;
+    let password = r.password.as_ref().filter(|p| !p.is_empty())?;
+    let server = r.server.as_deref().filter(|s| !s.is_empty())?;
+    Some(PullSecret {
         name: manifest::pull_secret_name(server),
         server: server.to_string(),
         username: user.to_string(),
         password: password.clone(),
         email: r.email.clone().filter(|e| !e.is_empty()),
-    }))
+    })
 }
 
 /// The CA bundle delivered to connectors in a Secret: the same bundle as the

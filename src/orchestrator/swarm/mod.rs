@@ -56,11 +56,10 @@ impl Swarm {
     /// and the platform's proxy CA. No engine call is made.
     ///
     /// # Errors
-    /// `Error::Config` naming the setting: an unknown `pull_policy` (settings
-    /// not checked by the loader), an unsupported engine address, an unreadable CA file.
+    /// `Error::Config` for an unreadable proxy CA file (values were parsed at load).
     pub fn new(settings: &Settings, platform: PlatformKind) -> Result<Swarm, Error> {
         Swarm::with_client(
-            docker::engine_client(settings, platform)?,
+            docker::engine_client(settings, platform),
             settings,
             platform,
         )
@@ -69,17 +68,12 @@ impl Swarm {
     /// As `new`, over an already built client.
     ///
     /// # Errors
-    /// As `new`, except for the engine address.
+    /// As `new`.
     pub fn with_client(
         client: Client,
         settings: &Settings,
         platform: PlatformKind,
     ) -> Result<Swarm, Error> {
-        let section = format!("{platform}.daemon.swarm");
-        let invalid = |detail: String| Error::Config {
-            op: "swarm settings",
-            detail,
-        };
         // An absent section is all defaults (the existing composer panicked).
         let options = settings
             .platform(platform)
@@ -87,17 +81,12 @@ impl Swarm {
             .swarm
             .clone()
             .unwrap_or_default();
-        let pull_policy = PullPolicy::parse(options.pull_policy.as_deref()).map_err(|v| {
-            invalid(format!(
-                "{section}.pull_policy: unknown value {v:?} (always, if-not-present, never)"
-            ))
-        })?;
         Ok(Swarm {
             client,
             manager_id: settings.manager.id.clone(),
-            options,
             registry: RegistryAccess::from_settings(settings.registry(platform)),
-            pull_policy,
+            pull_policy: options.pull_policy,
+            options,
             proxy_ca: docker::proxy_ca(settings, platform)?,
         })
     }

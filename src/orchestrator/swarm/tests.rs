@@ -135,7 +135,7 @@ fn options() -> SwarmOptions {
         restart_condition: Some("on-failure".into()),
         restart_delay: Some(5_000_000_000),
         restart_max_attempts: Some(3),
-        pull_policy: None,
+        pull_policy: PullPolicy::IfNotPresent,
     }
 }
 
@@ -230,20 +230,4 @@ fn the_swarm_section_is_read_from_the_loaded_value() {
     s.opencti.daemon.swarm = None;
     let swarm = Swarm::new(&s, PlatformKind::OpenCti).unwrap();
     assert_eq!(swarm.options, SwarmOptions::default());
-}
-
-#[test]
-fn unusable_swarm_settings_are_configuration_errors_naming_the_key() {
-    let mut s = Settings::default();
-    s.openaev.daemon.swarm = Some(SwarmOptions {
-        pull_policy: Some("sometimes".into()),
-        ..SwarmOptions::default()
-    });
-    let err = Swarm::new(&s, PlatformKind::OpenAev)
-        .unwrap_err()
-        .to_string();
-    assert_eq!(
-        err,
-        "swarm settings: openaev.daemon.swarm.pull_policy: unknown value \"sometimes\" (always, if-not-present, never)"
-    );
 }
