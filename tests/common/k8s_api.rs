@@ -111,7 +111,7 @@ struct State {
     emitted: u64,
     /// What watchers last saw of each Deployment and pod (`publish` diffs against it).
     published: BTreeMap<(&'static str, String), Value>,
-    /// A watch from a resourceVersion below this gets `410 Gone`.
+    /// A watch from a resourceVersion below this gets `410 Gone` (its events are gone).
     compacted: u64,
     /// Bumped by `expire_watches`: open streams end with a 410 ERROR event.
     epoch: u64,
@@ -383,7 +383,9 @@ impl K8sApi {
     pub fn expire_watches(&self) {
         let mut st = self.state();
         publish(&mut st);
-        st.compacted = st.emitted + 1;
+        // A watch from before the last event misses events: too old. From the
+        // last one on, nothing is missing.
+        st.compacted = st.emitted;
         st.events.clear();
         st.epoch += 1;
     }
@@ -2046,7 +2048,7 @@ fn publish(st: &mut State) {
     // A bounded history, as an API server's watch cache.
     if st.events.len() > 20_000 {
         let cut = st.events.len() - 10_000;
-        st.compacted = st.events[cut - 1].rv + 1;
+        st.compacted = st.events[cut - 1].rv;
         st.events.drain(..cut);
     }
     st.published = current;
