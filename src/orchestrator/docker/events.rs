@@ -90,7 +90,7 @@ fn window(
         if text.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<wire::Event>(text.trim()) {
+        match serde_json::from_slice::<wire::Event>(text.trim().as_bytes()) {
             Ok(e) if !e.actor.id.is_empty() => listener.event(&e.actor.id, &e.action),
             Ok(_) => {}
             Err(e) => log::debug!("unreadable engine event skipped: {e}"),
