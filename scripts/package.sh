@@ -65,7 +65,15 @@ offline=(--config 'source.crates-io.replace-with="vendored-sources"'
 # Both targets in one invocation: build scripts and proc macros are built once, for the host.
 export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc AR_aarch64_unknown_linux_musl=aarch64-linux-gnu-ar
 cross=(--config "target.$ARM_TRIPLE.linker=\"aarch64-linux-gnu-gcc\"")
-build=(cargo build --release --frozen --target "$TRIPLE" --target "$ARM_TRIPLE" "${offline[@]}" "${cross[@]}")
+# Size (issue 15, docs/benchmarks.md "Binary size"): scripts/no-unwind-tables.ld drops the unwind
+# tables (~400 KB each; see its header for the cost); for the x86_64 static-pie,
+# -z pack-relative-relocs stores its ~4,400 relative relocations as RELR (1.4 KB instead of 106 KB
+# of RELA; the startup code of Rust's musl >= 1.2.4 applies them; still position-independent,
+# ASLR unchanged). The aarch64 binary is static non-PIE (the target's default): no relocations.
+no_unwind="\"-Clink-arg=-Wl,-T,$repo/scripts/no-unwind-tables.ld\""
+lean=(--config "target.$TRIPLE.rustflags=[\"-Clink-arg=-Wl,-z,pack-relative-relocs\", $no_unwind]"
+      --config "target.$ARM_TRIPLE.rustflags=[$no_unwind]")
+build=(cargo build --release --frozen --target "$TRIPLE" --target "$ARM_TRIPLE" "${offline[@]}" "${cross[@]}" "${lean[@]}")
 if unshare --net true 2>/dev/null; then
   netns="none (unshare --net)"
   unshare --net -- "${build[@]}"

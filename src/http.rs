@@ -635,6 +635,30 @@ pub fn read_text(response: &mut ureq::http::Response<ureq::Body>) -> Result<Stri
         .read_to_string()
 }
 
+/// Reads a JSON answer of at most `limit` bytes and decodes it as `T`; a body that
+/// is not `T` is `ureq::Error::Json` ("json: …", as ureq's own `read_json` says).
+///
+/// Every JSON answer is decoded here, from a byte slice: serde compiles a decoder per
+/// type *and* per input kind (`&str`, `&[u8]`, `io::Read`, `Value`), and ureq's own
+/// `read_json` alone uses two of them, so one input kind keeps one copy of each
+/// (issue 15, docs/benchmarks.md "Binary size"). Parse text already read with
+/// `serde_json::from_slice(text.as_bytes())` for the same reason.
+///
+/// # Errors
+/// The body is larger than `limit`, the connection failed while reading it, or it is
+/// not `T`.
+pub fn read_json<T: serde::de::DeserializeOwned>(
+    response: &mut ureq::http::Response<ureq::Body>,
+    limit: u64,
+) -> Result<T, ureq::Error> {
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(limit)
+        .read_to_vec()?;
+    serde_json::from_slice(&body).map_err(ureq::Error::Json)
+}
+
 /// Test helper: answers every connection on `listener` with `reply`, counting them.
 #[cfg(test)]
 pub(crate) fn serve_fixed(
@@ -858,5 +882,39 @@ mod tests {
         );
         let t = Target::parse("https://[::1]:8443/base/").unwrap();
         assert_eq!((t.https, t.host.as_str(), t.port), (true, "::1", 8443));
+    }
+
+    /// The one JSON reader: decodes within the bound, refuses a larger body
+    /// (chunked, so no Content-Length tells it beforehand) and says what is not JSON.
+    #[test]
+    fn read_json_is_bounded_and_names_bad_json() {
+        let fetch = |body: &str, limit: u64| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}/", listener.local_addr().unwrap());
+            serve_fixed(
+                listener,
+                format!(
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                    body.len()
+                ),
+            );
+            let opts = ClientOptions::for_engine(
+                "test",
+                None,
+                false,
+                Duration::from_secs(5),
+                Duration::from_secs(5),
+            )
+            .unwrap();
+            let mut resp = agent(&opts, &url).unwrap().get(&url).call().unwrap();
+            read_json::<Vec<u32>>(&mut resp, limit)
+        };
+        assert_eq!(fetch("[1, 2, 3]", 9).unwrap(), [1, 2, 3]);
+        assert!(matches!(
+            fetch("[1, 2, 3]", 8),
+            Err(ureq::Error::BodyExceedsLimit(8))
+        ));
+        let bad = fetch("[1, \"x\"]", 100).unwrap_err().to_string();
+        assert!(bad.starts_with("json: invalid type: string"), "{bad}");
     }
 }

@@ -253,7 +253,7 @@ fn cut(body: &str) -> String {
 /// JSON string instead of `text/plain` (§3.2). `None` when nothing is left.
 fn version_text(body: &str) -> Option<String> {
     let trimmed = body.trim();
-    let unquoted = match serde_json::from_str::<Value>(trimmed) {
+    let unquoted = match serde_json::from_slice::<Value>(trimmed.as_bytes()) {
         Ok(Value::String(s)) => s.trim().to_string(),
         _ => trimmed.to_string(),
     };
@@ -298,7 +298,8 @@ impl Platform for Client {
         };
         let text = self.send(REGISTER, Method::Post, &self.register_path(), &body, true)?;
         // Any 2xx is success (§3.1); the answer only feeds the log line.
-        let answer = serde_json::from_str::<wire::XtmComposerOutput>(&text).unwrap_or_default();
+        let answer =
+            serde_json::from_slice::<wire::XtmComposerOutput>(text.as_bytes()).unwrap_or_default();
         log::info!(
             "registered on OpenAEV as XTM composer {} (platform version {})",
             answer
@@ -316,7 +317,7 @@ impl Platform for Client {
     fn ping(&self) -> Result<String, Error> {
         let text = self.request(PING, Method::Put, &self.ping_path(), &[], true)?;
         let answer: wire::XtmComposerOutput =
-            serde_json::from_str(&text).map_err(|e| Error::Decode {
+            serde_json::from_slice(text.as_bytes()).map_err(|e| Error::Decode {
                 op: PING,
                 detail: e.to_string(),
             })?;
@@ -332,10 +333,11 @@ impl Platform for Client {
 
     fn list(&self) -> Result<Listing, Error> {
         let text = self.request(LIST, Method::Get, &self.instances_path(), &[], true)?;
-        let entries: Vec<Value> = serde_json::from_str(&text).map_err(|e| Error::Decode {
-            op: LIST,
-            detail: format!("expected a JSON array of instances: {e}"),
-        })?;
+        let entries: Vec<Value> =
+            serde_json::from_slice(text.as_bytes()).map_err(|e| Error::Decode {
+                op: LIST,
+                detail: format!("expected a JSON array of instances: {e}"),
+            })?;
         let (connectors, problems) = wire::listing(entries);
         Ok(Listing {
             complete: problems.is_empty(),

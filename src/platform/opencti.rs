@@ -281,13 +281,13 @@ fn null_root(op: &Op) -> Error {
 /// `server returned <status>: <body>`, with the body cut to `BODY_IN_ERROR`.
 fn answer<T: DeserializeOwned>(op: &Op, status: u16, body: &str) -> Result<Answer<T>, Error> {
     let success = (200..300).contains(&status);
-    let typed = serde_json::from_str::<Envelope<T>>(body);
+    let typed = serde_json::from_slice::<Envelope<T>>(body.as_bytes());
     match typed {
         Ok(envelope) if success || envelope.is_graphql() => Ok(envelope.into_answer(op.root)),
         Ok(_) => Err(status_error(op, status, body)),
         Err(e) => {
             // The root may be what failed to parse: keep the errors if there are any.
-            let loose = serde_json::from_str::<Envelope<IgnoredAny>>(body)
+            let loose = serde_json::from_slice::<Envelope<IgnoredAny>>(body.as_bytes())
                 .map(|envelope| envelope.into_answer(op.root).errors);
             match loose {
                 Ok(errors) if !errors.is_empty() => Err(Error::Api {

@@ -518,7 +518,8 @@ pub(crate) fn pull_progress(mut reader: impl BufRead) -> Result<(), String> {
         if !text.contains("\"error") {
             continue;
         }
-        let msg: wire::ProgressMessage = serde_json::from_str(&text).unwrap_or_default();
+        let msg: wire::ProgressMessage =
+            serde_json::from_slice(text.as_bytes()).unwrap_or_default();
         if msg.error.is_none() && msg.error_detail.is_none() {
             continue;
         }
@@ -571,7 +572,7 @@ fn error_message(mut resp: Response<Body>) -> String {
         .lossy_utf8(true)
         .read_to_string()
         .unwrap_or_default();
-    let message = serde_json::from_str::<wire::ErrorResponse>(&text)
+    let message = serde_json::from_slice::<wire::ErrorResponse>(text.as_bytes())
         .map(|e| e.message)
         .unwrap_or_default();
     let message = if message.trim().is_empty() {
@@ -594,14 +595,10 @@ pub(crate) fn read_json<T: DeserializeOwned>(
     op: &'static str,
     mut resp: Response<Body>,
 ) -> Result<T, Error> {
-    resp.body_mut()
-        .with_config()
-        .limit(JSON_LIMIT)
-        .read_json()
-        .map_err(|e| Error::Decode {
-            op,
-            detail: e.to_string(),
-        })
+    crate::http::read_json(&mut resp, JSON_LIMIT).map_err(|e| Error::Decode {
+        op,
+        detail: e.to_string(),
+    })
 }
 
 #[cfg(test)]

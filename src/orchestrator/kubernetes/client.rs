@@ -196,7 +196,7 @@ impl Client {
             .lossy_utf8(true)
             .read_to_string()
             .unwrap_or_default();
-        let status: wire::Status = serde_json::from_str(&text).unwrap_or_default();
+        let status: wire::Status = serde_json::from_slice(text.as_bytes()).unwrap_or_default();
         let message = match (status.reason.is_empty(), status.message.is_empty()) {
             (_, true) => text.chars().take(300).collect(),
             (true, false) => status.message,
@@ -227,14 +227,10 @@ impl Client {
     }
 
     fn json<T: DeserializeOwned>(op: &'static str, mut resp: Response<Body>) -> Result<T, Error> {
-        resp.body_mut()
-            .with_config()
-            .limit(LIST_LIMIT)
-            .read_json()
-            .map_err(|e| Error::Decode {
-                op,
-                detail: e.to_string(),
-            })
+        crate::http::read_json(&mut resp, LIST_LIMIT).map_err(|e| Error::Decode {
+            op,
+            detail: e.to_string(),
+        })
     }
 
     fn body(
