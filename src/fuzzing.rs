@@ -385,8 +385,9 @@ pub fn kubeconfig(data: &[u8]) -> Result<(), String> {
 /// Configuration from environment text (`config::load`, env `A__B__C`
 /// coerced to typed values): a loaded configuration holds exactly the whole
 /// number given for `MANAGER__EXECUTE_SCHEDULE` and the boolean given for
-/// `MANAGER__DEBUG__SHOW_ENV_VARS`, and refuses the rest. Input: `KEY=value`
-/// lines.
+/// `MANAGER__DEBUG__SHOW_ENV_VARS` (names in any case; `true`/`yes`/`on`/`1`
+/// and their opposites, in any case, as docs/configuration.md says), and
+/// refuses the rest. Input: `KEY=value` lines.
 ///
 /// # Errors
 /// The property that does not hold.
@@ -403,7 +404,7 @@ pub fn config_env(data: &[u8]) -> Result<(), String> {
     let last = |key: &str| {
         env.iter()
             .rev()
-            .find(|(k, _)| k == key)
+            .find(|(k, _)| k.to_lowercase() == key.to_lowercase())
             .map(|(_, v)| v.trim())
     };
     let Ok(loaded) = crate::config::load(Some(scratch()?), &env) else {
@@ -419,8 +420,8 @@ pub fn config_env(data: &[u8]) -> Result<(), String> {
     }
     if let Some(v) = last("MANAGER__DEBUG__SHOW_ENV_VARS") {
         let want = match v.to_ascii_lowercase().as_str() {
-            "true" => Some(true),
-            "false" => Some(false),
+            "true" | "yes" | "on" | "1" => Some(true),
+            "false" | "no" | "off" | "0" => Some(false),
             _ => None,
         };
         ensure!(
