@@ -75,7 +75,8 @@ run_one() {
   "$bin/$t" -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \
     -artifact_prefix="fuzz/artifacts/$t/" "$out/$t" "${seeds[@]}" >"$out/$t.log" 2>&1 || status=$?
   if [[ $status -ne 0 ]]; then
-    tail -30 "$out/$t.log" >&2
+    # The broken property (the panic message), then libFuzzer's summary.
+    { grep -m1 -A1 'panicked at' "$out/$t.log" || true; tail -12 "$out/$t.log"; } >&2
     echo "scripts/fuzz.sh: FAILED: $t (exit $status); reproducer: $(ls -t fuzz/artifacts/$t/* 2>/dev/null | head -1)" >&2
     return 1
   fi
