@@ -24,7 +24,7 @@ pub mod crypto;
 pub mod engine;
 pub mod env;
 pub mod executor;
-#[cfg(fuzzing)]
+#[cfg(any(fuzzing, test))]
 pub mod fuzzing;
 pub mod http;
 pub mod liveness;

@@ -290,6 +290,16 @@ impl Layers {
                 );
                 continue;
             }
+            // Names are matched without case, so `X__Y` and `x__y` set one key:
+            // refused, not decided silently by sort order (found by fuzzing).
+            if let Some(Origin::Env(first)) = origins.get(&key)
+                && first != name
+            {
+                let problem =
+                    format!("also set by {first} (names are matched in lower case); keep one");
+                self.error(&key, None, origin, problem);
+                continue;
+            }
             if place(&mut tree, &segments, Value::String(value.clone())) {
                 origins.insert(key, origin);
             } else {
@@ -895,6 +905,26 @@ mod tests {
                 .warnings
                 .iter()
                 .any(|w| w.starts_with("openaev.daemon.selector = \"dokcer\""))
+        );
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/config_env.rs): two names for one key
+    /// that differ only in case loaded the byte-greater one's value silently.
+    #[test]
+    fn one_key_set_by_two_names_differing_in_case_is_refused() {
+        let got = load_err(
+            &fixture("layered"),
+            &[
+                ("MANAGER__EXECUTE_SCHEDULE", "10"),
+                ("MANAGER__EXECUTE_SCHEdULE", "49"),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                "manager.execute_schedule (from env MANAGER__EXECUTE_SCHEdULE): also set by \
+                 MANAGER__EXECUTE_SCHEDULE (names are matched in lower case); keep one"
+            ]
         );
     }
 
