@@ -1586,6 +1586,15 @@ fn normalize_secret(s: &mut Value, old: Option<&Value>) -> Result<(), String> {
 
 fn pods(st: &mut State, req: &HttpRequest, t: &Target, verb: &str) -> HttpResponse {
     let name = t.name.clone().unwrap_or_default();
+    let not_found = || {
+        status(
+            404,
+            "NotFound",
+            &format!("pods \"{name}\" not found"),
+            &name,
+            "pods",
+        )
+    };
     match (verb, t.sub.as_deref()) {
         ("list", None) => {
             age_pods(st);
@@ -1599,29 +1608,17 @@ fn pods(st: &mut State, req: &HttpRequest, t: &Target, verb: &str) -> HttpRespon
             let rv = st.rv.to_string();
             list_of("PodList", "v1", &rv, items)
         }
-        ("get", None) => match st.pods.get(&name) {
-            Some(p) => json_resp(200, &p.obj),
-            None => status(
-                404,
-                "NotFound",
-                &format!("pods \"{name}\" not found"),
-                &name,
-                "pods",
-            ),
-        },
+        ("get", None) => st
+            .pods
+            .get(&name)
+            .map_or_else(not_found, |p| json_resp(200, &p.obj)),
         ("get", Some("log")) => pod_log(st, req, &name),
         ("delete", None) => match st.pods.get(&name).map(|p| p.obj.clone()) {
             Some(obj) => {
                 delete_pod(st, &t.namespace, &name);
                 json_resp(200, &obj)
             }
-            None => status(
-                404,
-                "NotFound",
-                &format!("pods \"{name}\" not found"),
-                &name,
-                "pods",
-            ),
+            None => not_found(),
         },
         _ => status(405, "MethodNotAllowed", "method not allowed", &name, "pods"),
     }
