@@ -1402,7 +1402,7 @@ fn a_410_gone_on_a_watch_relists_each_resource_once() {
     let wakes = following.wakes.load(Ordering::SeqCst);
     server.expire_watches();
     within(Duration::from_secs(3), "a relist of both", || {
-        server.count("list", "deployments") == 1 && server.count("list", "pods") == 1
+        server.lists() == (1, 1)
     });
     within(Duration::from_secs(2), "watches resumed", || {
         server.count("watch", "deployments") == 1 && server.count("watch", "pods") == 1
@@ -1413,10 +1413,7 @@ fn a_410_gone_on_a_watch_relists_each_resource_once() {
     );
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
-        (
-            server.count("list", "deployments"),
-            server.count("list", "pods")
-        ),
+        server.lists(),
         (1, 1),
         "one relist each: {:?}",
         requests_besides_watches(&server)
@@ -1427,8 +1424,12 @@ fn a_410_gone_on_a_watch_relists_each_resource_once() {
     within(Duration::from_secs(2), "the stop in the copy", || {
         find(&k.list().unwrap(), "otx").state == WorkloadState::Stopped
     });
-    let lists = server.count("list", "deployments") + server.count("list", "pods");
-    assert_eq!(lists, 0, "{:?}", requests_besides_watches(&server));
+    assert_eq!(
+        server.lists(),
+        (0, 0),
+        "{:?}",
+        requests_besides_watches(&server)
+    );
     server.assert_clean();
 }
 

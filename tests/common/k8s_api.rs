@@ -52,6 +52,9 @@ pub enum Fault {
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// The RBAC verb the server took it for (`list`, `watch`, `create` …; empty
+    /// for discovery).
+    pub verb: &'static str,
     pub method: String,
     pub path: String,
     pub query: String,
@@ -402,11 +405,19 @@ impl K8sApi {
             .collect()
     }
 
+    /// Deployment and pod listings so far.
+    pub fn lists(&self) -> (usize, usize) {
+        (
+            self.count("list", "deployments"),
+            self.count("list", "pods"),
+        )
+    }
+
     /// Requests of `verb` (`list`, `watch`, `create` …) on `resource` so far.
     pub fn count(&self, verb: &str, resource: &str) -> usize {
         self.seen()
             .iter()
-            .filter(|s| seen_verb(s) == verb && s.path.ends_with(&format!("/{resource}")))
+            .filter(|s| s.verb == verb && s.path.ends_with(&format!("/{resource}")))
             .count()
     }
 
@@ -868,6 +879,7 @@ fn handle(shared: &Shared, req: &HttpRequest, cert_user: Option<&str>) -> HttpRe
     let mut st = shared.state.lock().unwrap();
     publish(&mut st);
     st.seen.push(Seen {
+        verb: parse_target(&req.path).map_or("", |t| verb(&req.method, &t, &req.query)),
         method: req.method.clone(),
         path: req.path.clone(),
         query: req.raw_query.clone(),
@@ -2193,23 +2205,4 @@ fn stream_watch(w: &mut impl Write, shared: &Shared, req: &WatchReq) -> std::io:
     }
     w.write_all(b"0\r\n\r\n")?;
     w.flush()
-}
-
-/// The verb a recorded request was (as `verb` decides it).
-fn seen_verb(s: &Seen) -> &'static str {
-    let watch = s
-        .query
-        .split('&')
-        .any(|p| p == "watch=1" || p == "watch=true");
-    let named = parse_target(&s.path).is_some_and(|t| t.name.is_some());
-    match s.method.as_str() {
-        "GET" if watch => "watch",
-        "GET" if named => "get",
-        "GET" => "list",
-        "POST" => "create",
-        "PUT" => "update",
-        "PATCH" => "patch",
-        "DELETE" => "delete",
-        _ => "unknown",
-    }
 }

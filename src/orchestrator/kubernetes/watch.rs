@@ -32,6 +32,8 @@ const RETRY_CAP: Duration = Duration::from_secs(30);
 pub(crate) trait Watched: DeserializeOwned + Clone {
     /// The path segment: `deployments`, `pods`.
     const RESOURCE: &'static str;
+    /// The composer writes this kind, so its events settle `Inner::pending`.
+    const WRITTEN: bool;
     fn meta(&self) -> &wire::ObjectMeta;
     /// Lists the kind: objects and the list's resourceVersion.
     ///
@@ -43,6 +45,7 @@ pub(crate) trait Watched: DeserializeOwned + Clone {
 
 impl Watched for wire::Deployment {
     const RESOURCE: &'static str = "deployments";
+    const WRITTEN: bool = true;
     fn meta(&self) -> &wire::ObjectMeta {
         &self.metadata
     }
@@ -57,6 +60,7 @@ impl Watched for wire::Deployment {
 
 impl Watched for wire::Pod {
     const RESOURCE: &'static str = "pods";
+    const WRITTEN: bool = false;
     fn meta(&self) -> &wire::ObjectMeta {
         &self.metadata
     }
@@ -173,7 +177,7 @@ impl Cache {
             .collect();
         store.synced = false;
         store.listed = true;
-        if T::RESOURCE == wire::Deployment::RESOURCE {
+        if T::WRITTEN {
             inner.pending.clear();
         }
     }
@@ -188,7 +192,7 @@ impl Cache {
     fn apply<T: Watched>(&self, kind: &str, object: T) {
         let mut inner = self.lock();
         let name = object.meta().name.clone();
-        if T::RESOURCE == wire::Deployment::RESOURCE {
+        if T::WRITTEN {
             inner.pending.remove(&name);
         }
         let store = T::store(&mut inner);
